@@ -1,0 +1,280 @@
+"""OOD detection metrics: FPR95, AUROC, AUPR-In, AUPR-Out.
+
+Conventions (see CONTRACT.md): a higher score means more in-distribution, and
+in-distribution (ID) is the positive class. All values are fractions in [0, 1].
+
+Every metric is derived from a single exact binary curve: the scores are sorted once by
+torchmetrics' ``_binary_clf_curve`` (the helper behind ``binary_roc`` with
+``thresholds=None``), which returns, for each distinct score ``u_1 > u_2 > ... > u_m``,
+the number of ID scores ``T_i`` and OOD scores ``F_i`` that are ``>= u_i``. Equal
+scores are grouped into one threshold, exactly as scikit-learn does. The areas and
+rates are then computed from those integer counts in int64/float64.
+
+We call the helper rather than ``binary_roc`` & co. on purpose: the public torchmetrics
+binary functions apply a sigmoid to any input outside [0, 1], which merges distinct raw
+scores (sigmoid saturates in float32) and changes the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.functional.classification.precision_recall_curve import _binary_clf_curve
+
+from oodlab._infra.errors import OodlabError
+
+__all__ = ["OODMetrics", "OodMetricsInputError", "ood_metrics"]
+
+#: The recall level of FPR95.
+TPR_LEVEL_PERCENT = 95
+
+# torchmetrics counts true positives with a float32 cumsum, which is exact only up to
+# 2**24 samples; above that we pass float64 unit weights to keep the counts exact.
+_FLOAT32_EXACT_COUNT = 2**24
+
+
+class OodMetricsInputError(OodlabError, ValueError):
+    """Scores that OOD metrics cannot be computed from (empty set, NaN, wrong shape)."""
+
+
+ArrayLike = Tensor | np.ndarray | Sequence[float]
+
+
+def _as_scores(x: ArrayLike, what: str, caller: str = "ood_metrics") -> Tensor:
+    """Return ``x`` as a detached 1-D floating tensor, checking shape and finiteness."""
+    if isinstance(x, Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError) as err:
+            raise OodMetricsInputError(
+                f"{caller} needs 1-D numeric {what} scores; could not convert a "
+                f"{type(x).__name__}: {err}"
+            ) from err
+    if t.ndim != 1:
+        raise OodMetricsInputError(
+            f"{caller} needs 1-D {what} scores (one score per sample); got shape "
+            f"{tuple(t.shape)}. Flatten or select the score column first."
+        )
+    if t.is_complex():
+        raise OodMetricsInputError(f"{caller} needs real-valued {what} scores; got {t.dtype}.")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()  # exact; sorting half precision on CPU is slow or unsupported
+    elif not t.is_floating_point():
+        t = t.double()  # ints and bools
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise OodMetricsInputError(
+            f"{caller} needs finite scores; got {n_nan} NaN and {n_inf} infinite values "
+            f"among the {t.numel()} {what} scores."
+        )
+    return t
+
+
+def _check_both(id_scores: Tensor, ood_scores: Tensor, caller: str) -> None:
+    if id_scores.numel() == 0 or ood_scores.numel() == 0:
+        raise OodMetricsInputError(
+            f"{caller} needs at least one ID and one OOD score; got "
+            f"{id_scores.numel()} ID scores and {ood_scores.numel()} OOD scores."
+        )
+
+
+def _curve_counts(id_scores: Tensor, ood_scores: Tensor) -> tuple[Tensor, Tensor]:
+    """Cumulative ID/OOD counts at every distinct threshold, highest threshold first.
+
+    Returns int64 tensors ``T`` and ``F`` of length ``m + 1`` with ``T[0] = F[0] = 0``;
+    ``T[i]`` / ``F[i]`` are the numbers of ID / OOD scores ``>= u_i``, where
+    ``u_1 > ... > u_m`` are the distinct scores. ``T[m] = P`` and ``F[m] = N``.
+    """
+    dtype = torch.promote_types(id_scores.dtype, ood_scores.dtype)
+    device = id_scores.device
+    scores = torch.cat([id_scores.to(dtype), ood_scores.to(device=device, dtype=dtype)])
+    n_id = id_scores.numel()
+    target = torch.zeros(scores.numel(), dtype=torch.bool, device=device)
+    target[:n_id] = True  # bool target: the gather after the sort moves 1 byte per sample
+    weights = None
+    if scores.numel() > _FLOAT32_EXACT_COUNT:
+        weights = torch.ones(scores.numel(), dtype=torch.float64, device=device)
+    fps, tps, _ = _binary_clf_curve(scores, target, sample_weights=weights)
+    zero = torch.zeros(1, dtype=torch.int64, device=device)
+    # counts come back as floats holding exact integers
+    tps = torch.cat([zero, tps.round().to(torch.int64)])
+    fps = torch.cat([zero, fps.round().to(torch.int64)])
+    return tps, fps
+
+
+def _min_count(level_percent: int, n: int) -> int:
+    """Smallest integer k with k / n >= level_percent / 100 (exact integer arithmetic)."""
+    return -((-level_percent * n) // 100)
+
+
+def _metrics_from_counts(tps: Tensor, fps: Tensor) -> dict[str, float]:
+    n_pos = int(tps[-1])  # ID
+    n_neg = int(fps[-1])  # OOD
+    d_tps = tps[1:] - tps[:-1]
+    d_fps = fps[1:] - fps[:-1]
+
+    # AUROC: trapezoids on the (F, T) step curve, summed exactly in int64.
+    twice_area = int(torch.sum(d_fps * (tps[1:] + tps[:-1])))
+    auroc = twice_area / (2 * n_pos * n_neg)
+
+    # AUPR-In (average precision, ID positive): sum over thresholds of
+    # delta-recall * precision, precision = T / (T + F) at that threshold.
+    t_hi, f_hi = tps[1:].double(), fps[1:].double()
+    aupr_in = float(torch.sum(d_tps.double() * (t_hi / (t_hi + f_hi)))) / n_pos
+
+    # AUPR-Out (OOD positive, scores negated) from the same counts: flagging every
+    # sample with score <= u_{k+1} catches N - F[k] OOD and P - T[k] ID samples, and the
+    # recall step at that threshold is F[k+1] - F[k], for k = 0 .. m-1.
+    t_lo, f_lo = tps[:-1].double(), fps[:-1].double()
+    caught = n_neg - f_lo
+    aupr_out = float(torch.sum(d_fps.double() * (caught / (caught + (n_pos - t_lo))))) / n_neg
+
+    # FPR95 (LogitNorm / Energy papers): the first threshold, from the top, at which at
+    # least 95% of ID scores are >= it; report the OOD fraction >= it.
+    need_id = _min_count(TPR_LEVEL_PERCENT, n_pos)
+    i = int(torch.searchsorted(tps, torch.tensor([need_id], device=tps.device)))
+    fpr95 = int(fps[i]) / n_neg
+
+    # FPR95, OpenOOD v1.5: sklearn.metrics.roc_curve(is_ood, -score) and the FPR at the
+    # first point with TPR >= 0.95. On our curve that point is the largest k with
+    # N - F[k] >= ceil(0.95 N), i.e. F[k] <= N - ceil(0.95 N); its FPR is (P - T[k]) / P.
+    # roc_curve's default drop_intermediate=True removes interior points that are
+    # collinear with both neighbours; if k is such a point, OpenOOD reports the next
+    # kept point towards k = 0 (more OOD flagged). We reproduce that so the numbers match.
+    budget = n_neg - _min_count(TPR_LEVEL_PERCENT, n_neg)
+    k = int(torch.searchsorted(fps, torch.tensor([budget], device=fps.device), right=True)) - 1
+    k = _last_kept_point(tps, fps, k)
+    fpr95_openood = (n_pos - int(tps[k])) / n_pos
+
+    return {
+        "fpr95": fpr95,
+        "auroc": auroc,
+        "aupr_in": aupr_in,
+        "aupr_out": aupr_out,
+        "fpr95_openood": fpr95_openood,
+    }
+
+
+def _last_kept_point(tps: Tensor, fps: Tensor, k: int) -> int:
+    """Largest index ``<= k`` that sklearn's ``drop_intermediate`` keeps.
+
+    Index ``k`` (1 <= k <= m-2) is dropped when both ``F`` and ``T`` have a zero second
+    difference there, i.e. the point is on the straight line through its neighbours.
+    Index 0 and m-1 are always kept (they are roc_curve's last and first points).
+    """
+    m = tps.numel() - 1
+    if k < 1 or k > m - 2:
+        return k
+
+    def collinear(lo: int, hi: int) -> Tensor:  # second differences at indices lo..hi
+        return (fps[lo - 1 : hi] + fps[lo + 1 : hi + 2] == 2 * fps[lo : hi + 1]) & (
+            tps[lo - 1 : hi] + tps[lo + 1 : hi + 2] == 2 * tps[lo : hi + 1]
+        )
+
+    if not bool(collinear(k, k)[0]):
+        return k
+    flat = collinear(1, k)
+    kept = torch.nonzero(~flat)
+    return int(kept[-1]) + 1 if kept.numel() else 0
+
+
+@torch.no_grad()
+def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike) -> dict[str, float]:
+    """OOD detection metrics for one ID set against one OOD set.
+
+    Args:
+        id_scores: 1-D scores of in-distribution samples (tensor, array or sequence).
+        ood_scores: 1-D scores of out-of-distribution samples. Higher means more ID.
+
+    Returns:
+        A dict of floats in [0, 1]:
+
+        - ``fpr95``: fraction of OOD scores ``>= t``, where ``t`` is the largest value
+          with at least 95% of ID scores ``>= t`` (LogitNorm / Energy papers).
+        - ``auroc``: area under the ROC curve, ID positive (= ``roc_auc_score``).
+        - ``aupr_in``: average precision, ID positive (= ``average_precision_score``).
+        - ``aupr_out``: average precision, OOD positive, scores negated.
+        - ``fpr95_openood``: OpenOOD v1.5's FPR@95: OOD positive, scores negated,
+          the fraction of ID samples flagged at the first ROC point where 95% of OOD
+          samples are flagged (including roc_curve's ``drop_intermediate`` effect).
+
+    Raises:
+        OodMetricsInputError: an empty ID or OOD set, non-finite scores, or not 1-D.
+    """
+    id_t = _as_scores(id_scores, "ID")
+    ood_t = _as_scores(ood_scores, "OOD")
+    _check_both(id_t, ood_t, "ood_metrics")
+    tps, fps = _curve_counts(id_t, ood_t)
+    return _metrics_from_counts(tps, fps)
+
+
+def _cat_state(state: Tensor | list[Tensor]) -> Tensor:
+    """Concatenate a cat-state (a list before sync, a tensor after), promoting dtypes."""
+    if isinstance(state, Tensor):
+        return state.reshape(-1)
+    if not state:
+        return torch.zeros(0, dtype=torch.float64)
+    dtype = state[0].dtype
+    for s in state[1:]:
+        dtype = torch.promote_types(dtype, s.dtype)
+    return torch.cat([s.reshape(-1).to(dtype) for s in state])
+
+
+class OODMetrics(Metric):
+    """Accumulates ID and OOD scores over batches; ``compute()`` returns ``ood_metrics``.
+
+    ``update(scores, is_id)`` takes 1-D scores and either a boolean mask of the same
+    length (True for ID samples) or a single bool for the whole batch. States are
+    concatenated across processes (``dist_reduce_fx="cat"``). ``clone()`` gives an
+    independent copy, e.g. one per stage or OOD set.
+    """
+
+    is_differentiable = False
+    higher_is_better: bool | None = None
+    full_state_update = False
+
+    id_scores: list[Tensor]
+    ood_scores: list[Tensor]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("id_scores", default=[], dist_reduce_fx="cat")
+        self.add_state("ood_scores", default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: ArrayLike, is_id: ArrayLike | bool) -> None:
+        s = _as_scores(scores, "batch", caller="OODMetrics.update")
+        if isinstance(is_id, bool | np.bool_):
+            (self.id_scores if is_id else self.ood_scores).append(s)
+            return
+        mask = is_id.detach() if isinstance(is_id, Tensor) else torch.as_tensor(np.asarray(is_id))
+        mask = mask.reshape(-1).to(device=s.device)
+        if mask.numel() != s.numel():
+            raise OodMetricsInputError(
+                f"OODMetrics.update needs one is_id flag per score; got {s.numel()} scores "
+                f"and {mask.numel()} flags."
+            )
+        if mask.dtype != torch.bool:
+            if bool(((mask != 0) & (mask != 1)).any()):
+                raise OodMetricsInputError(
+                    "OODMetrics.update needs is_id as booleans or 0/1 values."
+                )
+            mask = mask.bool()
+        self.id_scores.append(s[mask])
+        self.ood_scores.append(s[~mask])
+
+    def compute(self) -> dict[str, float]:
+        id_t = _cat_state(self.id_scores)
+        ood_t = _cat_state(self.ood_scores)
+        _check_both(id_t, ood_t, "OODMetrics.compute")
+        with torch.no_grad():
+            tps, fps = _curve_counts(id_t, ood_t)
+            return _metrics_from_counts(tps, fps)
