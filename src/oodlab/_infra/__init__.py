@@ -1,0 +1,1 @@
+"""Private plumbing shared by the public modules. Not part of the public API."""

@@ -1,0 +1,71 @@
+"""User-facing errors.
+
+An :class:`OodlabError` is a mistake the user can fix (a bad name, a bad value, missing
+data). The command-line entry points print its message alone, without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class OodlabError(Exception):
+    """A problem with the user's input or environment, reported without a traceback."""
+
+
+class ConfigError(OodlabError, ValueError):
+    """A config value outside its allowed range. The message names the key."""
+
+    def __init__(self, key: str, value: object, allowed: str):
+        self.key = key
+        super().__init__(f"{key}={value!r} is not allowed: {key} must be {allowed}.")
+
+
+class UnknownNameError(OodlabError, KeyError):
+    """A name that is not registered. The message lists the choices."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = ""):
+        choices = sorted(choices)
+        close = difflib.get_close_matches(name, choices, n=3)
+        msg = f"Unknown {kind} {name!r}."
+        if close:
+            msg += f" Did you mean {', '.join(map(repr, close))}?"
+        if len(choices) <= 40:
+            msg += f" Choices: {', '.join(choices)}."
+        if hint:
+            msg += f" {hint}"
+        self.message = msg
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.message
+
+
+class MissingDataError(OodlabError, FileNotFoundError):
+    """Data that is not on disk. The message names the dataset, where we looked, and how to get it."""
+
+    def __init__(self, dataset: str, looked_in: str, how_to_get: str):
+        super().__init__(f"Dataset {dataset!r} not found in {looked_in}. {how_to_get}")
+
+
+class NonFiniteLossError(OodlabError, FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+    def __init__(self, step: int, epoch: int, loss_name: str, value: float):
+        super().__init__(
+            f"Non-finite training loss {value} from loss head {loss_name!r} at global step "
+            f"{step} (epoch {epoch}). Lower the learning rate, raise the temperature, or "
+            "enable gradient clipping (trainer.gradient_clip_val)."
+        )
+
+
+def find_user_error(exc: BaseException) -> OodlabError | None:
+    """Walk the cause/context chain (Hydra wraps instantiation errors) for an OodlabError."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OodlabError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
