@@ -1,7 +1,12 @@
 """A small CNN for 28x28 grayscale digits, registered in timm's model registry.
 
 Sized so the default MNIST-5k experiment trains to >96% test accuracy in well under a
-minute on two CPU cores: three conv stages (28 -> 14 -> 7) and global average pooling.
+minute on two CPU cores: three conv stages (28 -> 14 -> 7) and global max pooling.
+
+Why max pooling: digits are a few bright strokes on black. With average pooling the
+penultimate features grow with the amount of "ink", so bright textures and photos produced
+*higher* confidence than digits (MSP AUROC ~0.3 for CE). Max pooling keeps the features on the
+scale of individual strokes; both CE and LogitNorm then separate real-image OOD sets well.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ class SmallCNN(nn.Module):
         self,
         num_classes: int = 10,
         in_chans: int = 1,
-        widths: tuple[int, ...] = (32, 64, 128),
+        widths: tuple[int, ...] = (16, 32, 64),
         drop_rate: float = 0.0,
-        global_pool: str = "avg",
+        global_pool: str = "max",
         **_: Any,
     ):
         super().__init__()
@@ -57,7 +62,7 @@ class SmallCNN(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str = "max") -> None:
         self.num_classes = num_classes
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -75,7 +80,7 @@ class SmallCNN(nn.Module):
 
 @register_model
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
-    """Small 6-conv network for 28x28 inputs (~0.29 M parameters)."""
+    """Small 6-conv network for 28x28 inputs (~73 k parameters)."""
     if pretrained:
         raise ValueError("small_cnn has no pretrained weights; oodlab trains from scratch")
     return SmallCNN(**kwargs)
