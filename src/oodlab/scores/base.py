@@ -1,17 +1,28 @@
 """The score interface. Every score returns one value per sample; higher = more in-distribution.
 
 Inference runs once per dataset; the resulting :class:`Outputs` (logits and penultimate
-features) are shared by every score. Scores that must run the network again (ODIN, GradNorm)
-set ``needs_model`` and implement :meth:`Score.score_inputs`.
+features) are shared by every score. A score that must run the network again with gradients
+(ODIN) sets ``needs_model`` and implements :meth:`Score.score_inputs`. A score that fits
+statistics (ReAct's percentile, Mahalanobis' means and covariance, KNN's feature bank) sets
+``needs_train`` and receives the ID *training* split's outputs in :meth:`Score.fit`.
+
+Hyperparameters are declared per class in ``spec``: a published default, a default search
+grid (the config's ``eval.grids`` replaces it) and a check that turns a bad value into a
+:class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
+from oodlab._infra.errors import ConfigError
 from oodlab._infra.registry import Registry
 
 
@@ -24,33 +35,100 @@ class Outputs:
     labels: Tensor
 
 
+# -- hyperparameter checks: (key, value) -> the value converted, or ConfigError ---------------
+def _number(key: str, value: Any, allowed: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(key, value, allowed)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, allowed) from None
+    if not math.isfinite(number):
+        raise ConfigError(key, value, allowed)
+    return number
+
+
+def positive_float(key: str, value: Any) -> float:
+    number = _number(key, value, "a number > 0")
+    if number <= 0:
+        raise ConfigError(key, value, "a number > 0")
+    return number
+
+
+def non_negative_float(key: str, value: Any) -> float:
+    number = _number(key, value, "a number >= 0")
+    if number < 0:
+        raise ConfigError(key, value, "a number >= 0")
+    return number
+
+
+def percentile(key: str, value: Any) -> float:
+    number = _number(key, value, "a percentile in (0, 100]")
+    if not 0 < number <= 100:
+        raise ConfigError(key, value, "a percentile in (0, 100]")
+    return number
+
+
+def positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise ConfigError(key, value, "an integer >= 1")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyperparameter: the published default, the default validation grid, and a check."""
+
+    default: Any
+    grid: tuple[Any, ...]
+    check: Callable[[str, Any], Any]
+
+
 class Score:
     name: ClassVar[str]
-    #: True when the score needs gradients through the network (re-runs the model)
+    #: True when the score re-runs the network with input gradients (ODIN)
     needs_model: ClassVar[bool] = False
-    #: hyperparameter grid searched on the validation pair; the first entry of each list is the default
-    grid: ClassVar[dict[str, list[Any]]] = {}
+    #: True when :meth:`fit` reads the ID training split's outputs
+    needs_train: ClassVar[bool] = False
+    #: hyperparameters; a key fixed in eval.params skips the search for that key
+    spec: ClassVar[dict[str, HParam]] = {}
+    #: where the score comes from, for the README table and results
+    paper: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any):
-        unknown = set(hparams) - set(self.grid)
+        unknown = set(hparams) - set(self.spec)
         if unknown:
-            from oodlab._infra.errors import ConfigError
-
-            raise ConfigError(f"scores.{self.name}", hparams, f"keys among {sorted(self.grid) or 'none'}")
-        self._hparams = {k: v[0] for k, v in self.grid.items()} | dict(hparams)
+            raise ConfigError(
+                f"eval.params.{self.name}", hparams, f"a mapping with keys among {sorted(self.spec) or 'none'}"
+            )
+        values = {k: p.default for k, p in self.spec.items()} | dict(hparams)
+        self._hparams = {k: self.spec[k].check(f"eval.params.{self.name}.{k}", v) for k, v in values.items()}
 
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
 
-    def fit(self, train: Outputs, model: nn.Module | None = None) -> None:
-        """Fit statistics on the ID training split (never on test data). Default: nothing."""
+    def fit(self, train: Outputs | None, model: nn.Module) -> None:
+        """Fit statistics on the ID training split (never on test data); keep what the score
+        needs from the model (its head). ``train`` is None unless ``needs_train``."""
 
     def score(self, outputs: Outputs) -> Tensor:
         raise NotImplementedError
 
-    def score_inputs(self, model: nn.Module, images: Tensor) -> Tensor:
-        """For ``needs_model`` scores: images are normalised network inputs on the device."""
+    def score_inputs(self, model: nn.Module, images: Tensor, input_std: Tensor) -> Tensor:
+        """For ``needs_model`` scores: ``images`` are normalised network inputs on the model's
+        device, ``input_std`` the per-channel std (1, C, 1, 1) of that normalisation."""
+        return self.score_inputs_grid(model, images, input_std, [self.hparams()])[0]
+
+    @classmethod
+    def score_inputs_grid(
+        cls, model: nn.Module, images: Tensor, input_std: Tensor, settings: list[dict[str, Any]]
+    ) -> list[Tensor]:
+        """One score tensor per hyperparameter setting, for one batch. Override to share work
+        between settings (ODIN computes one input gradient per temperature)."""
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self._hparams.items())})"
 
 
 SCORES: Registry[type[Score]] = Registry("score")
@@ -59,3 +137,21 @@ SCORES: Registry[type[Score]] = Registry("score")
 def register_score(cls: type[Score]) -> type[Score]:
     SCORES.register(cls.name)(cls)
     return cls
+
+
+def grid_settings(grid: Mapping[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """Every combination of a grid, in grid order (the first key varies slowest)."""
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+@torch.no_grad()
+def run_head(head: nn.Module, features: Tensor, batch_size: int = 4096) -> Tensor:
+    """The head's logits for cached (CPU) features, computed in batches on the head's device."""
+    device = next(head.parameters(), torch.empty(0)).device
+    was_training = head.training
+    head.eval()
+    logits = [head(features[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(features), batch_size)]
+    head.train(was_training)
+    return torch.cat(logits) if logits else features.new_zeros(0, getattr(head, "num_classes", 0))
