@@ -11,13 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from oodlab._infra.errors import NonFiniteLossError
+from oodlab._infra.instantiate import instantiate
 from oodlab.data.augment import BatchAugment, Normalize
 from oodlab.losses.base import LossHead
 from oodlab.models import OODClassifier, create_backbone
@@ -116,7 +116,7 @@ class OODClassificationTask(BaseTask):
         logits = self.model(x)
         loss = self.criterion(logits, targets)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(self.global_step, self.current_epoch, self.head.name, float(loss))
+            raise NonFiniteLossError(self.global_step, self.current_epoch, self.head.name, float(loss.detach()))
         self.train_metrics.update(logits[: len(y)].detach(), y)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))

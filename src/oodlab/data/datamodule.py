@@ -1,0 +1,157 @@
+"""The LightningDataModule: one in-distribution dataset, its OOD suite and a validation OOD set.
+
+All images live in memory as uint8. Batches are float-converted, augmented and normalised on
+the device by the task, so the loaders do nothing but index tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab._infra.instantiate import instantiate
+from oodlab.data.batches import ShardSampler, TensorBatches, collate_batch
+from oodlab.data.cache import cached_tensors
+from oodlab.data.types import ImageTensors, SplitData
+
+log = logging.getLogger(__name__)
+
+
+def build_ood_set(cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_dir: str | Path | None) -> ImageTensors:
+    """Instantiate one OOD set config (a ``_partial_`` builder) for the ID image shape.
+
+    Synthetic sets are cached by a hash of their config and the shape, so later runs skip
+    cropping, rendering and resizing.
+    """
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    # `cacheable: false` marks builders that cache by file contents themselves (image folders)
+    cacheable = bool(cfg.get("cacheable", True))
+    if "cacheable" in cfg:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved.pop("cacheable")
+        cfg = OmegaConf.create(resolved)
+    builder = instantiate(cfg, _convert_="all")
+    if cache_dir is None or not cacheable:
+        return builder(shape=shape)
+    key = hashlib.sha1((OmegaConf.to_yaml(cfg, resolve=True) + repr(tuple(shape))).encode()).hexdigest()[:16]
+    name = str(cfg.get("_target_", "ood")).rsplit(".", 1)[-1]
+
+    def build() -> dict[str, torch.Tensor]:
+        data = builder(shape=shape)
+        return {"images": data.images, "labels": data.labels}
+
+    arrays = cached_tensors(Path(cache_dir) / "ood" / f"{name}-{key}.pt", build)
+    return ImageTensors(arrays["images"], arrays["labels"])
+
+
+class OODDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        dataset: DictConfig,
+        ood_sets: Mapping[str, DictConfig],
+        val_ood: DictConfig | None,
+        curve_ood: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        cache_dir: str | Path | None = None,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError("data.batch_size", batch_size, "a positive integer")
+        if curve_ood is not None and curve_ood not in ood_sets:
+            raise UnknownNameError("ood.curve set", curve_ood, ood_sets)
+        self.dataset_cfg = dataset
+        self.ood_cfgs = dict(ood_sets)
+        self.val_ood_cfg = val_ood
+        self.curve_ood = curve_ood
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.data: SplitData | None = None
+        self.ood: dict[str, ImageTensors] = {}
+        self.val_ood: ImageTensors | None = None
+
+    # -- building -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        self.data = instantiate(self.dataset_cfg) if isinstance(self.dataset_cfg, (DictConfig, dict)) else self.dataset_cfg
+        shape = self.data.shape
+        self.ood = {name: build_ood_set(cfg, shape, self.cache_dir) for name, cfg in self.ood_cfgs.items()}
+        if self.val_ood_cfg is not None:
+            self.val_ood = build_ood_set(self.val_ood_cfg, shape, self.cache_dir)
+        log.info(
+            "data: %s train=%d val=%d test=%d | OOD: %s",
+            self.data.name, len(self.data.train), len(self.data.val), len(self.data.test),
+            ", ".join(f"{k}={len(v)}" for k, v in self.ood.items()),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        assert self.data is not None, "call setup() first"
+        return self.data.num_classes
+
+    # -- loaders --------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def _eval_loader(self, data: ImageTensors) -> DataLoader:
+        world, rank = self._world()
+        return DataLoader(
+            TensorBatches(data),
+            batch_size=self.eval_batch_size,
+            sampler=ShardSampler(len(data), world, rank),
+            collate_fn=collate_batch,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        world, rank = self._world()
+        dataset = TensorBatches(self.data.train)
+        if world > 1:
+            seed = torch.initial_seed() % 2**31
+            sampler: Any = DistributedSampler(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
+        else:
+            sampler = RandomSampler(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=len(dataset) > self.batch_size,
+            collate_fn=collate_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """0: ID val; 1: the validation OOD set; 2: the OOD set whose logit norm is tracked."""
+        assert self.data is not None
+        loaders = [self._eval_loader(self.data.val)]
+        if self.val_ood is not None:
+            loaders.append(self._eval_loader(self.val_ood))
+        if self.curve_ood is not None:
+            loaders.append(self._eval_loader(self.ood[self.curve_ood]))
+        return loaders
+
+    def val_loader_roles(self) -> list[str]:
+        roles = ["val_id"]
+        if self.val_ood is not None:
+            roles.append("val_ood")
+        if self.curve_ood is not None:
+            roles.append("ood")
+        return roles

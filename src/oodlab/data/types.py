@@ -1,0 +1,64 @@
+"""The in-memory representation every dataset is reduced to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ImageTensors:
+    """Images held as one uint8 tensor, so batches are sliced, never decoded per sample.
+
+    ``images`` is uint8 (N, C, H, W). ``labels`` is int64 (N,); OOD sets use -1.
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise TypeError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels shape {tuple(self.labels.shape)} does not match {self.images.shape[0]} images"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: Tensor) -> ImageTensors:
+        return ImageTensors(self.images[index], self.labels[index], self.classes)
+
+    @classmethod
+    def unlabeled(cls, images: Tensor) -> ImageTensors:
+        return cls(images, torch.full((images.shape[0],), -1, dtype=torch.long))
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """An in-distribution dataset, split three ways."""
+
+    name: str
+    train: ImageTensors
+    val: ImageTensors
+    test: ImageTensors
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes) or int(self.train.labels.max()) + 1
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.train.shape
