@@ -26,6 +26,7 @@ from oodlab._infra.errors import ConfigError, OodlabError, find_user_error
 from oodlab.callbacks import OODMonitor
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation import Evaluation, evaluate
+from oodlab.metrics import reliability_diagram
 from oodlab.report.plots import plot_logit_norm_curve, plot_score_histograms
 from oodlab.report.results import SCHEMA, print_results, write_results
 from oodlab.task import OODClassificationTask
@@ -110,9 +111,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("eval.scores", cfg.eval.scores, "a non-empty list of score names")
 
 
-def score_params(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+def score_params(cfg: DictConfig, default_score: str | None = None) -> dict[str, dict[str, Any]]:
+    """{score: fixed hyperparameters} from eval.scores and eval.params; the name ``default``
+    stands for the loss head's own score (``default_score``)."""
     params = _container(cfg.eval.get("params")) or {}
-    return {str(name): dict(params.get(name) or {}) for name in cfg.eval.scores}
+    names = [default_score if name == "default" and default_score else str(name) for name in cfg.eval.scores]
+    return {name: dict(params.get(name) or {}) for name in dict.fromkeys(names)}
 
 
 def run_evaluation(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModule) -> Evaluation:
@@ -122,9 +126,12 @@ def run_evaluation(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModu
         task.normalize,
         dm.data.test,
         dm.ood,
-        score_params(cfg),
+        score_params(cfg, task.head.default_score),
         dataset_name=dm.data.name,
         id_train=dm.data.train,
+        id_val=dm.data.val,
+        val_ood=dm.val_ood,
+        grids=_container(cfg.eval.get("grids")) or {},
         mean_exclude=list(cfg.ood.get("mean_exclude") or []),
         groups=_container(cfg.ood.get("groups")) or {},
         batch_size=cfg.data.eval_batch_size,
@@ -150,11 +157,15 @@ def run_info(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModule, ep
 
 def save_outputs(cfg: DictConfig, results: dict[str, Any], evaluation: Evaluation, history: dict[str, list[float]]) -> None:
     out = run_dir(cfg)
+    results.update(evaluation.sections())
     write_results(out, results)
     if cfg.get("plots", True):
         run = results["run"]
         title = f"{run['dataset']} / {run['loss']} {run['loss_params']}"
-        plot_logit_norm_curve(history, out / "logit_norm.png", title=title, ood_name=str(cfg.ood.get("curve")))
+        if history.get("epoch"):
+            plot_logit_norm_curve(history, out / "logit_norm.png", title=title, ood_name=str(cfg.ood.get("curve")))
+        test = evaluation.outputs["id"]
+        reliability_diagram(test.logits, test.labels, out / "reliability.png", title=f"{title}: ID test")
         plot_score_histograms(
             {k: v.numpy() for k, v in evaluation.id_scores.items()},
             {k: {s: t.numpy() for s, t in v.items()} for k, v in evaluation.ood_scores.items()},
@@ -262,3 +273,82 @@ def train_main(cfg: DictConfig) -> float | None:
 def config_dir() -> Path:
     """conf/ beside src/ in the repository (the package is installed editable)."""
     return Path(__file__).resolve().parents[2] / "conf"
+
+
+# -- eval: a saved checkpoint, no training ---------------------------------------------------
+def build_fabric(cfg: DictConfig) -> Any:
+    """Processes and devices from the trainer group, so ``trainer=ddp`` shards evaluation too."""
+    from lightning.fabric import Fabric
+
+    tcfg = cfg.trainer
+    return Fabric(
+        accelerator=tcfg.get("accelerator", "auto"),
+        devices=tcfg.get("devices", 1),
+        num_nodes=tcfg.get("num_nodes", 1),
+        strategy=tcfg.get("strategy", "auto"),
+    )
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], float]:
+    """``python src/eval.py ckpt_path=...``: every score and OOD set of the config, on the
+    checkpoint's weights. Writes results.json (the training schema) into this run's directory."""
+    validate(cfg)
+    fabric = build_fabric(cfg)
+    return fabric.launch(_evaluate_checkpoint, cfg)
+
+
+def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], float]:
+    from oodlab.checkpoint import load_checkpoint
+
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
+    dm = build_datamodule(cfg)
+    task = loaded.task
+    assert dm.data is not None
+    expected = (task.hparams.num_classes, task.hparams.in_chans)
+    if (dm.num_classes, dm.data.shape[0]) != expected:
+        raise ConfigError(
+            "data", dm.data.name,
+            f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
+        )
+    task = task.to(fabric.device)
+    evaluation = run_evaluation(cfg, task, dm)
+    history = loaded.logit_norm or {"epoch": [], "train": [], "val_id": [], "ood": []}
+    # the validation-pair FPR95 of eval.objective_score, for sweeps over checkpoints
+    choice = evaluation.choices.get(str(cfg.eval.objective_score))
+    objective = choice.val["fpr95"] if choice is not None and choice.val else float("nan")
+    run = {
+        "loss": task.head.name,
+        "loss_params": task.head.hparams(),
+        "backbone": task.hparams.backbone,
+        "dataset": dm.data.name,
+        "seed": int(cfg.seed),
+        "epochs": loaded.epochs,
+        "wall_s": round(time.time() - start, 2),
+        "device": task.device.type,
+        "experiment": cfg.get("experiment_name"),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "checkpoint": str(loaded.path.resolve()),
+        "processes": fabric.world_size,
+    }
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "status": "ok",
+        "run": run,
+        "id": evaluation.id,
+        "ood": evaluation.ood,
+        "logit_norm": history,
+    }
+    if fabric.is_global_zero:
+        save_outputs(cfg, results, evaluation, history)
+        for logger in build_loggers(cfg, [f"loss:{task.head.name}", f"dataset:{dm.data.name}", "eval"]):
+            log_final_metrics(logger, results)
+        print_results(results)
+        log.info("results: %s", run_dir(cfg) / "results.json")
+    return results, objective
+
+
+def eval_main(cfg: DictConfig) -> float | None:
+    torch.set_float32_matmul_precision("high")
+    return guarded(evaluate_checkpoint, cfg)
