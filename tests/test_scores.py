@@ -244,7 +244,7 @@ def test_knn_matches_sklearn_on_normalised_features(k):
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     nn_index = NearestNeighbors(n_neighbors=k).fit(unit(train.features.double().numpy()))
     distances, _ = nn_index.kneighbors(unit(test.features.double().numpy()))
-    np.testing.assert_allclose(score.score(test).numpy(), -distances[:, -1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(score.score(test).numpy(), -distances[:, -1], rtol=1e-6, atol=1e-6)
     with pytest.raises(ConfigError, match=r"eval.params.knn.k"):
         create_score("knn", k=201).fit(train, model)
 

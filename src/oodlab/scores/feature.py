@@ -109,26 +109,28 @@ class KNN(Score):
     paper = "Sun et al., ICML 2022"
     needs_train = True
     spec: ClassVar[dict[str, HParam]] = {"k": HParam(50, (1, 10, 50, 100, 200), positive_int)}
-    chunk_rows = 1024
+    chunk_rows = 512
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         train = _train_outputs(self, train)
         k = self._hparams["k"]
         if k > len(train.features):
             raise ConfigError(f"eval.params.{self.name}.k", k, f"at most the {len(train.features)} training samples")
-        self.bank = normalize_rows(train.features.float())
+        # The search runs where the model runs (a GPU makes a 50k-image bank cheap), in float64:
+        # 2 - 2 cos cancels badly near 0, and float32 matmuls may run as TF32 on a GPU.
+        device = next(model.parameters(), torch.empty(0)).device
+        self.bank = normalize_rows(train.features.double().to(device))
 
     def score(self, outputs: Outputs) -> Tensor:
         k = self._hparams["k"]
-        query = normalize_rows(outputs.features.float())
         kth = []
-        for i in range(0, len(query), self.chunk_rows):
-            similarity = query[i : i + self.chunk_rows] @ self.bank.T
-            kth.append(similarity.topk(k, dim=1).values[:, -1])
+        for i in range(0, len(outputs.features), self.chunk_rows):
+            query = normalize_rows(outputs.features[i : i + self.chunk_rows].double().to(self.bank.device))
+            kth.append((query @ self.bank.T).topk(k, dim=1).values[:, -1].cpu())
         if not kth:
-            return query.new_zeros(0)
+            return outputs.features.new_zeros(0)
         # unit vectors: |a - b|^2 = 2 - 2 a.b
-        return -(2.0 - 2.0 * torch.cat(kth)).clamp_min(0.0).sqrt()
+        return -(2.0 - 2.0 * torch.cat(kth)).clamp_min(0.0).sqrt().float()
 
 
 def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
