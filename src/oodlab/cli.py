@@ -27,8 +27,11 @@ from oodlab.callbacks import OODMonitor
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation import Evaluation, evaluate
 from oodlab.metrics import reliability_diagram
+from oodlab.report.optuna_study import sweeper_value
 from oodlab.report.plots import plot_logit_norm_curve, plot_score_histograms
 from oodlab.report.results import SCHEMA, print_results, write_results
+from oodlab.report.scores_file import save_scores
+from oodlab.report.wandb_utils import define_run_metrics, monitored_scores, run_config
 from oodlab.task import OODClassificationTask
 
 log = logging.getLogger("oodlab")
@@ -96,6 +99,8 @@ def build_loggers(cfg: DictConfig, tags: list[str]) -> list[Any]:
         if "wandb" in str(lcfg.get("_target_", "")).lower():
             extra = {"group": lcfg.get("group") or sweep_group(), "tags": [*(lcfg.get("tags") or []), *tags]}
         loggers.append(instantiate(lcfg, **extra))
+        if extra:
+            define_run_metrics(loggers[-1].experiment, monitored_scores(cfg))
         log.debug("logger %s ready", name)
     return loggers
 
@@ -159,6 +164,7 @@ def save_outputs(cfg: DictConfig, results: dict[str, Any], evaluation: Evaluatio
     out = run_dir(cfg)
     results.update(evaluation.sections())
     write_results(out, results)
+    save_scores(out, evaluation.id_scores, evaluation.ood_scores)
     if cfg.get("plots", True):
         run = results["run"]
         title = f"{run['dataset']} / {run['loss']} {run['loss_params']}"
@@ -189,7 +195,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     callbacks = build_callbacks(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False)
     for logger in loggers:
-        logger.log_hyperparams({"loss_name": loss_name, "loss_params": task.head.hparams(), "config": _container(cfg)})
+        logger.log_hyperparams({**run_config(loss_name, task.head.hparams(), dm.data.name, cfg.model.backbone), "loss_name": loss_name, "loss_params": task.head.hparams(), "config": _container(cfg)})
     trainer.fit(task, datamodule=dm)
 
     evaluation = run_evaluation(cfg, task, dm)
@@ -244,7 +250,7 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
     console = Console(stderr=True)
     try:
         _, objective = fn(cfg)
-        return objective
+        return sweeper_value(objective)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is swallowed silently
         user_error = find_user_error(exc)
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
@@ -258,7 +264,8 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
             }
             write_results(run_dir(cfg), failed)
             console.print(f"[bold red]job failed[/]: {message}")
-            return float("nan")
+            # None, not NaN: the Optuna sweeper then records a failed trial (sweeper_value)
+            return None
         if user_error is None:
             raise
         console.print(f"[bold red]error[/]: {message}")
