@@ -26,8 +26,8 @@ from oodlab._infra.errors import ConfigError
 from oodlab.data.augment import Normalize
 from oodlab.data.types import ImageTensors
 from oodlab.metrics import calibration_report, expected_calibration_error, ood_metrics
-from oodlab.scores import SCORES, Outputs, Score, create_score
-from oodlab.selection import Choice, check_grid_names, choose, search_space
+from oodlab.scores import SCORES, Outputs, Score
+from oodlab.selection import Choice, check_scores, choose
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +180,9 @@ def evaluate(
     default grid otherwise) on the validation pair (``id_val``, ``val_ood``); without a
     validation pair the published defaults are used. Statistics come from ``id_train``.
     """
-    check_grid_names(grids)
+    spaces = check_scores(scores, grids)  # bad names and values fail here, before any inference
     classes = {name: SCORES.get(name) for name in scores}
     fixed = {name: dict(hp or {}) for name, hp in scores.items()}
-    for name in scores:
-        create_score(name, **fixed[name])  # a bad fixed value fails here, before any inference
-    spaces = {name: search_space(name, fixed[name], grids) for name in scores}
     for name, group_sets in (groups or {}).items():
         missing = [s for s in group_sets if s not in ood_sets]
         if missing:

@@ -64,10 +64,15 @@ def search_space(name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] |
     return space
 
 
-def check_grid_names(grids: Mapping[str, Any] | None) -> None:
+def check_scores(scores: Mapping[str, Mapping[str, Any] | None], grids: Mapping[str, Any] | None) -> dict[str, dict[str, list[Any]]]:
+    """Validate score names, fixed values (eval.params) and grids (eval.grids) before any work;
+    returns each score's search space. Cheap: call it before training to fail early."""
     for name in grids or {}:
         if name not in SCORES:
             raise UnknownNameError("score in eval.grids", name, SCORES.names())
+    for name, fixed in scores.items():
+        SCORES.get(name)(**dict(fixed or {}))
+    return {name: search_space(name, dict(fixed or {}), grids) for name, fixed in scores.items()}
 
 
 def better(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
