@@ -139,7 +139,7 @@ def compose_hydra() -> Iterator[Callable[..., object]]:
 
 
 def test_named_tau_grid_holds_the_paper_grid(compose_hydra):
-    cfg = compose_hydra("+sweep=tau_grid")
+    cfg = compose_hydra("sweep=tau_grid")
     params = cfg.hydra.sweeper.params
     assert params["loss"] == "ce,logitnorm"
     taus = [float(t) for t in params["loss.tau"].split(",")]
