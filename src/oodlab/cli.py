@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from oodlab._infra.errors import ConfigError, OodlabError, find_user_error
+from oodlab._infra.errors import ConfigError, find_user_error
 from oodlab.callbacks import OODMonitor
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation import Evaluation, evaluate
@@ -32,6 +32,7 @@ from oodlab.report.plots import plot_logit_norm_curve, plot_score_histograms
 from oodlab.report.results import SCHEMA, print_results, write_results
 from oodlab.report.scores_file import save_scores
 from oodlab.report.wandb_utils import define_run_metrics, monitored_scores, run_config
+from oodlab.selection import check_scores
 from oodlab.task import OODClassificationTask
 
 log = logging.getLogger("oodlab")
@@ -41,6 +42,11 @@ PROCESS_START = time.time()
 # -- helpers --------------------------------------------------------------------------------
 def _container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def config_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain values, without Hydra's own node (present under the compose API)."""
+    return {k: _container(v) if isinstance(v, DictConfig) else v for k, v in cfg.items() if k != "hydra"}
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -114,6 +120,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("trainer.max_epochs", cfg.trainer.max_epochs, "a positive integer")
     if not cfg.eval.scores:
         raise ConfigError("eval.scores", cfg.eval.scores, "a non-empty list of score names")
+    # Fail on a misspelt score or grid before minutes of training, not after. `default` is
+    # the head's own score, always a valid name.
+    named = {name: fixed for name, fixed in score_params(cfg).items() if name != "default"}
+    check_scores(named, _container(cfg.eval.get("grids")) or {})
 
 
 def score_params(cfg: DictConfig, default_score: str | None = None) -> dict[str, dict[str, Any]]:
@@ -195,7 +205,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     callbacks = build_callbacks(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, use_distributed_sampler=False)
     for logger in loggers:
-        logger.log_hyperparams({**run_config(loss_name, task.head.hparams(), dm.data.name, cfg.model.backbone), "loss_name": loss_name, "loss_params": task.head.hparams(), "config": _container(cfg)})
+        logger.log_hyperparams({**run_config(loss_name, task.head.hparams(), dm.data.name, cfg.model.backbone), "loss_name": loss_name, "loss_params": task.head.hparams(), "config": config_dict(cfg)})
     trainer.fit(task, datamodule=dm)
 
     evaluation = run_evaluation(cfg, task, dm)
@@ -251,7 +261,7 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
     try:
         _, objective = fn(cfg)
         return sweeper_value(objective)
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, none is swallowed silently
+    except Exception as exc:  # every failure is reported; none is swallowed silently
         user_error = find_user_error(exc)
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
         if is_multirun():

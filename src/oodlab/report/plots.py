@@ -8,11 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
-def plot_logit_norm_curve(history: Mapping[str, Sequence[float]], path: str | Path, title: str = "", ood_name: str = "OOD") -> Path:
+def plot_logit_norm_curve(
+    history: Mapping[str, Sequence[float]], path: str | Path, title: str = "", ood_name: str = "OOD"
+) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     epochs = list(history.get("epoch", []))
     for key, label in (("train", "train"), ("val_id", "ID val"), ("ood", f"OOD ({ood_name})")):
@@ -42,12 +44,21 @@ def plot_score_histograms(
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), dpi=110, squeeze=False)
     for ax, name in zip(axes[0], names):
         ids = np.asarray(id_scores[name], dtype=np.float64)
-        everything = np.concatenate([ids, *[np.asarray(v, dtype=np.float64) for v in ood_scores[name].values()]])
+        everything = np.concatenate(
+            [ids, *[np.asarray(v, dtype=np.float64) for v in ood_scores[name].values()]]
+        )
         finite = everything[np.isfinite(everything)]
         edges = np.histogram_bin_edges(finite, bins=bins) if finite.size else bins
         ax.hist(ids, bins=edges, density=True, alpha=0.55, label="ID test", color="tab:blue")
         for set_name, values in ood_scores[name].items():
-            ax.hist(np.asarray(values, dtype=np.float64), bins=edges, density=True, histtype="step", lw=1.3, label=set_name)
+            ax.hist(
+                np.asarray(values, dtype=np.float64),
+                bins=edges,
+                density=True,
+                histtype="step",
+                lw=1.3,
+                label=set_name,
+            )
         ax.set_title(name)
         ax.set_xlabel("score (higher = more ID)")
         ax.set_yscale("log")
