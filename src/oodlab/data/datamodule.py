@@ -26,6 +26,27 @@ from oodlab.data.types import ImageTensors, SplitData
 log = logging.getLogger(__name__)
 
 
+# keys a preset may set on every set it expects (debug=fast: `n`), whichever suite is chosen
+PRESET_KEYS = frozenset({"n", "seed"})
+
+
+def usable_ood_sets(ood_sets: Mapping[str, Any]) -> dict[str, Any]:
+    """The set configs that name a builder. An entry holding only preset keys (debug=fast
+    shrinking `glyphs` under a suite without glyphs) is skipped with a warning; any other
+    entry without a `_target_` is a mistake and says how to add a set."""
+    usable = {}
+    for name, cfg in ood_sets.items():
+        if cfg is None:
+            continue
+        if "_target_" not in cfg:
+            if set(cfg) <= PRESET_KEYS:
+                log.warning("ood.sets.%s only sets %s and names no OOD set in this suite: skipped", name, sorted(cfg))
+                continue
+            raise ConfigError(f"ood.sets.{name}", dict(cfg), f"an OOD set config, e.g. +ood_set@ood.sets.{name}=folder")
+        usable[name] = cfg
+    return usable
+
+
 def build_ood_set(cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_dir: str | Path | None) -> ImageTensors:
     """Instantiate one OOD set config (a ``_partial_`` builder) for the ID image shape.
 
@@ -71,7 +92,7 @@ class OODDataModule(L.LightningDataModule):
         if curve_ood is not None and curve_ood not in ood_sets:
             raise UnknownNameError("ood.curve set", curve_ood, ood_sets)
         self.dataset_cfg = dataset
-        self.ood_cfgs = dict(ood_sets)
+        self.ood_cfgs = usable_ood_sets(ood_sets)
         self.val_ood_cfg = val_ood
         self.curve_ood = curve_ood
         self.batch_size = batch_size
