@@ -7,15 +7,13 @@ vector, and a feature vector sitting exactly on a prototype.
 
 from __future__ import annotations
 
-import math
 from contextlib import AbstractContextManager
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from oodlab._infra.errors import ConfigError
+from oodlab._infra.validate import boolean, non_negative, positive  # noqa: F401  (the heads import them from here)
 from oodlab.losses.base import fp32
 
 #: squared distances are clamped to this before the square root (distance >= 1e-6)
@@ -70,37 +68,3 @@ def euclidean_distances(x: Tensor, prototypes: Tensor, eps: float = DIST_EPS) ->
     with no_autocast(x):
         diff = fp32(x).unsqueeze(1) - fp32(prototypes).unsqueeze(0)
         return diff.pow(2).sum(dim=2).clamp_min(eps).sqrt()
-
-
-def _as_number(key: str, value: Any, allowed: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(key, value, allowed)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, allowed) from None
-    if not math.isfinite(number):
-        raise ConfigError(key, value, allowed)
-    return number
-
-
-def positive(key: str, value: Any) -> float:
-    """``value`` as a float, or ConfigError naming ``key`` unless it is a finite number > 0."""
-    number = _as_number(key, value, "> 0")
-    if number <= 0:
-        raise ConfigError(key, value, "> 0")
-    return number
-
-
-def non_negative(key: str, value: Any) -> float:
-    """``value`` as a float, or ConfigError naming ``key`` unless it is a finite number >= 0."""
-    number = _as_number(key, value, ">= 0")
-    if number < 0:
-        raise ConfigError(key, value, ">= 0")
-    return number
-
-
-def boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
-    return value

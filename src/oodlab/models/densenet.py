@@ -20,27 +20,14 @@ import math
 from typing import Any
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
+from oodlab._infra.validate import in_range, positive_int
+from oodlab.models._base import PooledBackbone, no_pretrained
 
 __all__ = ["DenseNetCifar", "densenet_bc100"]
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Reference init: He-normal convs (fan-out), BN weight 1 / bias 0, linear bias 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
 
 
 def _bn_relu_conv(in_chs: int, out_chs: int, kernel_size: int, drop_rate: float) -> list[nn.Module]:
@@ -77,7 +64,7 @@ class _Transition(nn.Sequential):
         super().__init__(*_bn_relu_conv(in_chs, out_chs, 1, drop_rate), nn.AvgPool2d(2))
 
 
-class DenseNetCifar(nn.Module):
+class DenseNetCifar(PooledBackbone):
     """DenseNet(-BC) with three dense blocks for 32x32 inputs; timm's model interface.
 
     ``num_classes=0`` makes ``forward`` return pooled penultimate features.
@@ -101,14 +88,9 @@ class DenseNetCifar(nn.Module):
             raise ConfigError(
                 "depth", depth, f"{per_layer}n+4 with n >= 1 (bottleneck={bottleneck})"
             )
-        if growth_rate < 1:
-            raise ConfigError("growth_rate", growth_rate, "a positive integer")
-        if not 0.0 < compression <= 1.0:
-            raise ConfigError("compression", compression, "in (0, 1]")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ConfigError("drop_rate", drop_rate, "in [0, 1)")
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
+        growth_rate = positive_int("growth_rate", growth_rate)
+        compression = in_range("compression", compression, 0, 1, closed="right")
+        self.drop_rate = drop_rate = in_range("drop_rate", drop_rate, 0, 1, closed="left")
         n = (depth - 4) // per_layer
 
         chs = 2 * growth_rate
@@ -125,41 +107,17 @@ class DenseNetCifar(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.final_norm = nn.BatchNorm2d(chs)
         self.final_act = nn.ReLU(inplace=True)
-
-        self.num_features = self.head_hidden_size = chs
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(chs, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = self.default_cfg = {
-            "num_classes": num_classes,
-            "input_size": (in_chans, 32, 32),
-        }
-        _init_weights(self)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        _init_weights(self.fc)
+        # drop_rate acts inside the layers; the head has no dropout, as in the reference.
+        self._init_head(chs, num_classes, global_pool, None, (in_chans, 32, 32))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.final_act(self.final_norm(self.stages(self.stem(x))))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.global_pool(x)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
 def densenet_bc100(pretrained: bool = False, **kwargs: Any) -> DenseNetCifar:
     """DenseNet-BC-100, k=12, compression 0.5 (0.77 M parameters with 10 classes)."""
-    if pretrained:
-        raise ValueError("densenet_bc100 has no pretrained weights; oodlab trains from scratch")
+    no_pretrained("densenet_bc100", pretrained)
     kwargs = {"depth": 100, "growth_rate": 12, "compression": 0.5, "bottleneck": True, **kwargs}
     return DenseNetCifar(**kwargs)
 

@@ -20,27 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
+from oodlab._infra.validate import in_range
+from oodlab.models._base import PooledBackbone, no_pretrained
 
 __all__ = ["ResNetCifar", "resnet18_cifar", "resnet34_cifar"]
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Reference init: He-normal convs (fan-out), BN weight 1 / bias 0, linear bias 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
 
 
 class _BasicBlock(nn.Module):
@@ -63,7 +50,7 @@ class _BasicBlock(nn.Module):
         return self.act2(out + self.shortcut(x))
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(PooledBackbone):
     """BasicBlock ResNet with a 3x3 stride-1 stem and no max-pool; timm's model interface.
 
     ``num_classes=0`` makes ``forward`` return pooled penultimate features (N, 512).
@@ -84,10 +71,7 @@ class ResNetCifar(nn.Module):
             raise ConfigError(
                 "layers", tuple(layers), f"{len(widths)} positive block counts, one per width"
             )
-        if not 0.0 <= drop_rate < 1.0:
-            raise ConfigError("drop_rate", drop_rate, "in [0, 1)")
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
+        self.drop_rate = drop_rate = in_range("drop_rate", drop_rate, 0, 1, closed="left")
 
         chs = widths[0]
         self.stem = nn.Sequential(
@@ -103,42 +87,16 @@ class ResNetCifar(nn.Module):
                 chs = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-
-        self.num_features = self.head_hidden_size = chs
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(chs, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = self.default_cfg = {
-            "num_classes": num_classes,
-            "input_size": (in_chans, 32, 32),
-        }
-        _init_weights(self)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        _init_weights(self.fc)
+        self._init_head(chs, num_classes, global_pool, drop_rate, (in_chans, 32, 32))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(
     name: str, pretrained: bool, default_layers: tuple[int, ...], **kwargs: Any
 ) -> ResNetCifar:
-    if pretrained:
-        raise ValueError(f"{name} has no pretrained weights; oodlab trains from scratch")
+    no_pretrained(name, pretrained)
     return ResNetCifar(**{"layers": default_layers, **kwargs})
 
 

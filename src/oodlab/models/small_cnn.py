@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
+
+from oodlab.models._base import PooledBackbone, no_pretrained
 
 __all__ = ["SmallCNN", "small_cnn"]
 
@@ -29,8 +30,12 @@ def _conv_bn(in_chs: int, out_chs: int) -> nn.Sequential:
     )
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(PooledBackbone):
     """Follows timm's model interface: ``num_classes=0`` makes ``forward`` return pooled features."""
+
+    default_global_pool = "max"  # see the module docstring
+    # PyTorch's default init: the figures in the module docstring were measured with it.
+    reference_init = False
 
     def __init__(
         self,
@@ -42,7 +47,6 @@ class SmallCNN(nn.Module):
         **_: Any,
     ):
         super().__init__()
-        self.num_classes = num_classes
         self.drop_rate = drop_rate
         stages: list[nn.Module] = []
         chs = in_chans
@@ -53,36 +57,16 @@ class SmallCNN(nn.Module):
                 stages.append(nn.MaxPool2d(2))
             chs = width
         self.features = nn.Sequential(*stages)
-        self.num_features = self.head_hidden_size = chs
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(chs, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = self.default_cfg = {"num_classes": num_classes, "input_size": (in_chans, 28, 28)}
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "max") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_head(chs, num_classes, global_pool, drop_rate, (in_chans, 28, 28))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.head_drop(self.global_pool(x))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     """Small 6-conv network for 28x28 inputs (~73 k parameters)."""
-    if pretrained:
-        raise ValueError("small_cnn has no pretrained weights; oodlab trains from scratch")
+    no_pretrained("small_cnn", pretrained)
     return SmallCNN(**kwargs)
 
 

@@ -20,27 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
+from oodlab._infra.validate import in_range, positive_int
+from oodlab.models._base import PooledBackbone, no_pretrained
 
 __all__ = ["WideResNet", "wrn40_2"]
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Reference init: He-normal convs (fan-out), BN weight 1 / bias 0, linear bias 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
 
 
 class _PreActBlock(nn.Module):
@@ -66,7 +53,7 @@ class _PreActBlock(nn.Module):
         return out + shortcut
 
 
-class WideResNet(nn.Module):
+class WideResNet(PooledBackbone):
     """WRN-``depth``-``widen_factor`` (pre-activation); timm's model interface.
 
     ``num_classes=0`` makes ``forward`` return pooled penultimate features (N, 64k).
@@ -85,12 +72,8 @@ class WideResNet(nn.Module):
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ConfigError("depth", depth, "6n+4 with n >= 1 (e.g. 16, 28, 40)")
-        if widen_factor < 1:
-            raise ConfigError("widen_factor", widen_factor, "a positive integer")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ConfigError("drop_rate", drop_rate, "in [0, 1)")
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
+        widen_factor = positive_int("widen_factor", widen_factor)
+        self.drop_rate = drop_rate = in_range("drop_rate", drop_rate, 0, 1, closed="left")
         n = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
 
@@ -106,34 +89,11 @@ class WideResNet(nn.Module):
         self.groups = nn.Sequential(*groups)
         self.final_norm = nn.BatchNorm2d(chs)
         self.final_act = nn.ReLU(inplace=True)
-
-        self.num_features = self.head_hidden_size = chs
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(chs, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = self.default_cfg = {
-            "num_classes": num_classes,
-            "input_size": (in_chans, 32, 32),
-        }
-        _init_weights(self)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        _init_weights(self.fc)
+        # drop_rate acts inside the blocks; the head has no dropout, as in the reference.
+        self._init_head(chs, num_classes, global_pool, None, (in_chans, 32, 32))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.final_act(self.final_norm(self.groups(self.stem(x))))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.global_pool(x)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model
@@ -143,8 +103,7 @@ def wrn40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
     ``depth``, ``widen_factor`` and ``drop_rate`` kwargs give other variants, e.g.
     ``depth=28, widen_factor=10`` for WRN-28-10.
     """
-    if pretrained:
-        raise ValueError("wrn40_2 has no pretrained weights; oodlab trains from scratch")
+    no_pretrained("wrn40_2", pretrained)
     kwargs = {"depth": 40, "widen_factor": 2, "drop_rate": 0.3, **kwargs}
     return WideResNet(**kwargs)
 

@@ -14,7 +14,6 @@ grid (the config's ``eval.grids`` replaces it) and a check that turns a bad valu
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +24,12 @@ from torch import Tensor, nn
 from oodlab._infra.errors import ConfigError
 from oodlab._infra.registry import Registry
 
+# Hyperparameter checks, (key, value) -> the value converted or ConfigError; the score modules
+# import them from here under these names.
+from oodlab._infra.validate import non_negative as non_negative_float  # noqa: F401
+from oodlab._infra.validate import percentile, positive_int  # noqa: F401
+from oodlab._infra.validate import positive as positive_float  # noqa: F401
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -33,46 +38,6 @@ class Outputs:
     logits: Tensor
     features: Tensor
     labels: Tensor
-
-
-# -- hyperparameter checks: (key, value) -> the value converted, or ConfigError ---------------
-def _number(key: str, value: Any, allowed: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(key, value, allowed)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, allowed) from None
-    if not math.isfinite(number):
-        raise ConfigError(key, value, allowed)
-    return number
-
-
-def positive_float(key: str, value: Any) -> float:
-    number = _number(key, value, "a number > 0")
-    if number <= 0:
-        raise ConfigError(key, value, "a number > 0")
-    return number
-
-
-def non_negative_float(key: str, value: Any) -> float:
-    number = _number(key, value, "a number >= 0")
-    if number < 0:
-        raise ConfigError(key, value, "a number >= 0")
-    return number
-
-
-def percentile(key: str, value: Any) -> float:
-    number = _number(key, value, "a percentile in (0, 100]")
-    if not 0 < number <= 100:
-        raise ConfigError(key, value, "a percentile in (0, 100]")
-    return number
-
-
-def positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ConfigError(key, value, "an integer >= 1")
-    return int(value)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""What oodlab's backbones share: timm's classifier interface over a pooled feature map, the
+reference weight init, and the refusal of pretrained weights."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from timm.layers import SelectAdaptivePool2d
+from torch import Tensor, nn
+
+
+def init_weights(module: nn.Module) -> None:
+    """Reference init: He-normal convs (fan-out), BN weight 1 / bias 0, linear bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+
+def no_pretrained(name: str, pretrained: bool) -> None:
+    """timm factories take ``pretrained``; oodlab's models have no published weights."""
+    if pretrained:
+        raise ValueError(f"{name} has no pretrained weights; oodlab trains from scratch")
+
+
+class PooledBackbone(nn.Module):
+    """timm's model interface for a network whose ``forward_features`` returns (N, C, H, W):
+    global pooling, optional classifier dropout, then a linear classifier ``fc``.
+    ``num_classes=0`` replaces ``fc`` by the identity, so ``forward`` returns pooled features.
+
+    A subclass builds its body, calls :meth:`_init_head` last and implements
+    :meth:`forward_features`.
+    """
+
+    #: what ``reset_classifier`` pools with when not told
+    default_global_pool: ClassVar[str] = "avg"
+    #: apply :func:`init_weights` to the whole network once built, and to a reset classifier
+    reference_init: ClassVar[bool] = True
+
+    head_drop: nn.Module | None
+
+    def _init_head(
+        self,
+        num_features: int,
+        num_classes: int,
+        global_pool: str,
+        drop_rate: float | None,
+        input_size: tuple[int, int, int],
+    ) -> None:
+        """``drop_rate`` is classifier dropout after pooling; None leaves the head without a
+        dropout module (for networks whose ``drop_rate`` acts inside their blocks)."""
+        self.num_classes = num_classes
+        self.num_features = self.head_hidden_size = num_features
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        self.head_drop = None if drop_rate is None else nn.Dropout(drop_rate)
+        self.fc = self._classifier(num_classes)
+        self.pretrained_cfg = self.default_cfg = {"num_classes": num_classes, "input_size": input_size}
+        if self.reference_init:
+            init_weights(self)
+
+    def _classifier(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for ``num_classes`` (0: none); ``global_pool`` defaults to the
+        class's ``default_global_pool``, not to the pooling in use."""
+        self.num_classes = num_classes
+        pool_type = self.default_global_pool if global_pool is None else global_pool
+        self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
+        self.fc = self._classifier(num_classes)
+        if self.reference_init:
+            init_weights(self.fc)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.global_pool(x)
+        if self.head_drop is not None:
+            x = self.head_drop(x)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
