@@ -134,7 +134,7 @@ def test_folder_ood_set_reads_any_depth_and_fits_shape(tmp_path: Path):
 
 
 def test_command_line_syntax_trains_on_folders(compose_cfg, class_folder: Path, tmp_path: Path):
-    """The exact syntax docs/readme_data.md gives (data=folder ..., +ood_set@ood.sets.<name>=folder
+    """The exact syntax the README's Data section gives (data=folder ..., +ood_set@ood.sets.<name>=folder
     ...), on top of the quick CIFAR experiment and its offline suite with named groups."""
     from oodlab.cli import train
 

@@ -3,7 +3,7 @@
 In-distribution: MNIST-5k (offline), CIFAR-10/100 and SVHN (torchvision), or any image folder.
 OOD sets: offline ones (crops, glyphs, noise, MNIST-5k RGB), torchvision ones (SVHN, CIFAR,
 MNIST, DTD, Places365), ODIN's archives (LSUN, iSUN, TinyImageNet), OpenOOD's image lists, or
-any folder of images. See docs/readme_data.md.
+any folder of images. See the README's Data section.
 
 Names load lazily: importing the package (as every run does for the data module) does not pull
 in torchvision unless a torchvision-backed dataset is used.

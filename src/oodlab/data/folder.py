@@ -1,5 +1,5 @@
 """Your own images: a folder with one sub-folder per class as the in-distribution dataset,
-and any folder of images as an OOD set. No config file needed (see docs/readme_data.md).
+and any folder of images as an OOD set. No config file needed (see the README's Data section).
 
 Files are listed the way torchvision's ImageFolder lists them (same extensions, same sorted
 class order), decoded once on a thread pool, and cached as uint8 tensors keyed by every
