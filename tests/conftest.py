@@ -88,3 +88,19 @@ def _quiet_wandb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
     yield
+
+
+# The real sweeps, built once per session (test_sweeps.cached_build) and read by the sweep,
+# report and notebook tests.
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    from test_sweeps import build_grid_sweep
+
+    return build_grid_sweep(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="module")
+def optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    from test_sweeps import build_optuna_study
+
+    return build_optuna_study(tmp_path_factory, data_dir)

@@ -8,19 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from test_sweeps import build_grid_sweep, build_optuna_study
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 
 
-@pytest.fixture(scope="module")
-def grid_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_grid_sweep(tmp_path_factory, data_dir)
-
-
-@pytest.fixture(scope="module")
-def optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_optuna_study(tmp_path_factory, data_dir)
 
 
 @pytest.mark.slow

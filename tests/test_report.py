@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sweeps import build_grid_sweep, build_optuna_study, wandb_records
+from test_sweeps import wandb_records
 
 from oodlab._infra.errors import MissingDataError, UnknownNameError
 from oodlab.report import (
@@ -235,14 +235,6 @@ def test_bad_input_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 # -- the real sweeps -----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def grid_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_grid_sweep(tmp_path_factory, data_dir)
-
-
-@pytest.fixture(scope="module")
-def optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_optuna_study(tmp_path_factory, data_dir)
 
 
 def expected_cell(jobs: list[dict], key) -> tuple[float, float, int]:

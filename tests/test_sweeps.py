@@ -110,14 +110,6 @@ def build_optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path)
     return cached_build(tmp_path_factory, "optuna", build) / "logs" / "optuna" / STUDY
 
 
-@pytest.fixture(scope="module")
-def grid_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_grid_sweep(tmp_path_factory, data_dir)
-
-
-@pytest.fixture(scope="module")
-def optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    return build_optuna_study(tmp_path_factory, data_dir)
 
 
 def job_results(sweep_dir: Path) -> dict[str, dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from oodlab.scores.base import Outputs, Score, register_score
-from oodlab.scores.logit import negative_entropy
+from oodlab.scores.logit import MaxLogit, negative_entropy
 
 
 @register_score
@@ -24,14 +24,12 @@ class EntropicScore(Score):
 
 
 @register_score
-class MinimumDistanceScore(Score):
-    """MDS: the max logit, i.e. minus the smallest scaled distance to a prototype, for IsoMax+."""
+class MinimumDistanceScore(MaxLogit):
+    """MDS: the max logit, i.e. minus the smallest scaled distance to a prototype, for IsoMax+.
+    Same computation as ``maxlogit``; its own name because it is IsoMax+'s published score."""
 
     name = "mds"
     paper = "Macedo & Ludermir, 2021 (IsoMax+)"
-
-    def score(self, outputs: Outputs) -> Tensor:
-        return outputs.logits.float().amax(dim=1)
 
 
 @register_score
