@@ -15,8 +15,8 @@ from oodlab.metrics import (
     fit_temperature,
     nll,
     reliability_bins,
-    reliability_diagram,
 )
+from oodlab.outputs.plots import reliability_diagram
 
 
 def softmax_np(logits: np.ndarray) -> np.ndarray:

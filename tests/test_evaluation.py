@@ -13,15 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oodlab._infra.distributed import batch_shard
 from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab.api import evaluate
 from oodlab.data.augment import Normalize
 from oodlab.data.types import ImageTensors
-from oodlab.evaluation import evaluate, shard_batches
+from oodlab.evaluation.selection import ScorePlan, choose, search_space
 from oodlab.losses import CrossEntropyHead
 from oodlab.metrics import calibration_report, ood_metrics
 from oodlab.models.classifier import OODClassifier
 from oodlab.scores import SCORES, Outputs, Score
-from oodlab.selection import choose, search_space
 
 
 class TinyBackbone(nn.Module):
@@ -76,8 +77,10 @@ def setup():
 
 
 def run(model, normalize, data, scores, **kwargs):
+    """The evaluation behind the record oodlab.evaluate returns."""
     kwargs = {"id_train": data["train"], "id_val": data["val"], "val_ood": data["val_ood"], "batch_size": 16, **kwargs}
-    return evaluate(model, normalize, data["test"], data["ood"], scores, dataset_name="tiny", **kwargs)
+    record = evaluate(model, data["test"], data["ood"], scores, normalize=normalize, dataset="tiny", **kwargs)
+    return record.evaluation
 
 
 def batches(n: int, size: int = 16) -> int:
@@ -85,13 +88,12 @@ def batches(n: int, size: int = 16) -> int:
 
 
 # -- sharding ------------------------------------------------------------------------------
-@pytest.mark.parametrize("length", [0, 1, 7, 16, 33, 100])
+@pytest.mark.parametrize("n_batches", [0, 1, 7, 16, 33, 100])
 @pytest.mark.parametrize("world", [1, 2, 3, 5])
-def test_shards_are_whole_single_process_batches_in_order(length, world):
-    single = shard_batches(length, 8, 1, 0)
-    shards = [shard_batches(length, 8, world, rank) for rank in range(world)]
-    assert [b for shard in shards for b in shard] == single
-    assert [i for a, b in single for i in range(a, b)] == list(range(length))
+def test_shards_are_whole_single_process_batches_in_order(n_batches, world):
+    shards = [batch_shard(n_batches, world, rank) for rank in range(world)]
+    assert [b for shard in shards for b in shard] == list(range(n_batches))
+    assert max(map(len, shards)) - min(map(len, shards)) <= -(-n_batches // world)
 
 
 # -- inference once ------------------------------------------------------------------------
@@ -168,7 +170,8 @@ def test_choose_prefers_lower_fpr95_then_higher_auroc_then_grid_order():
         # the same metrics as 3.0, later in the grid
         4.0: (ids, torch.full((100,), -5.0)),
     }
-    choice = choose("energy", {}, {"temperature": list(settings_scores)}, lambda ss: [settings_scores[s["temperature"]] for s in ss])
+    plan = ScorePlan("energy", SCORES["energy"], {}, {"temperature": list(settings_scores)})
+    choice = choose(plan, [settings_scores[s["temperature"]] for s in plan.settings])
     assert choice.chosen == {"temperature": 3.0}
     assert [t["fpr95"] for t in choice.trials] == [0.5, 0.0, 0.0, 0.0]
 

@@ -23,7 +23,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from oodlab.report import SCORES_FILE, load_scores, sweeper_value
+from oodlab.cli import sweeper_value
+from oodlab.report import SCORES_FILE, load_scores
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

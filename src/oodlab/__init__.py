@@ -1,3 +1,22 @@
-"""oodlab: train image classifiers that know when they don't know."""
+"""oodlab: train image classifiers that know when they don't know.
 
-__version__ = "0.1.0"
+``oodlab.evaluate`` scores any classifier on ID and OOD data (see oodlab.api);
+``oodlab.RunRecord`` is what it returns and what results.json holds. Both load on first use,
+so importing oodlab (as the command lines do before parsing their arguments) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
+_LAZY = {"evaluate": "oodlab.api", "RunRecord": "oodlab.outputs.record", "RunInfo": "oodlab.outputs.record"}
+__all__ = ["RunInfo", "RunRecord", "__version__", "evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'oodlab' has no attribute {name!r}")

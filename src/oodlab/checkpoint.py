@@ -46,7 +46,10 @@ def load_checkpoint(path: str | Path | None, map_location: str | torch.device = 
         raw: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
             raise ValueError("it has no state_dict and hyper_parameters: not an oodlab Lightning checkpoint")
-        task = OODClassificationTask.load_from_checkpoint(path, weights_only=True, map_location=map_location)
+        # the weights come from the checkpoint: never fetch the starting weights again
+        task = OODClassificationTask.load_from_checkpoint(
+            path, weights_only=True, map_location=map_location, pretrained=False, weights=None
+        )
     except Exception as exc:
         if find_user_error(exc) is not None:
             raise

@@ -1,8 +1,12 @@
 """The Lightning task: a timm backbone plus a pluggable loss head.
 
-Laid out like torchgeo's tasks: ``configure_models``, ``configure_losses`` and
-``configure_metrics`` build the pieces; the steps only wire them. A new loss is a new head
-(oodlab.losses), never a change here.
+``__init__`` builds the network through two named functions, :func:`create_backbone` (timm's
+registry) and :func:`build_loss_head` (the ``loss`` config: ``loss.tau`` reaches
+``LogitNormHead.__init__`` there). A new loss is a new head (oodlab.losses), never a change
+here. Every argument is a plain Python value, so checkpoints load with ``weights_only=True``.
+
+The training step never waits for the device: the loss's finiteness is tracked on the device
+and checked every ``nan_check_every`` steps and at the end of each epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -19,30 +22,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from oodlab._infra.errors import NonFiniteLossError
 from oodlab._infra.instantiate import instantiate
 from oodlab.data.augment import BatchAugment, Normalize
-from oodlab.losses.base import LossHead
+from oodlab.losses import LossHead, build_loss_head
 from oodlab.models import OODClassifier, create_backbone
 
 
-class BaseTask(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.configure_models()
-        self.configure_losses()
-        self.configure_metrics()
-
-    def configure_models(self) -> None:
-        raise NotImplementedError
-
-    def configure_losses(self) -> None:
-        raise NotImplementedError
-
-    def configure_metrics(self) -> None:
-        raise NotImplementedError
-
-
-class OODClassificationTask(BaseTask):
-    """Every argument is a plain Python value, so checkpoints load with ``weights_only=True``."""
-
+class OODClassificationTask(L.LightningModule):
     def __init__(
         self,
         backbone: str,
@@ -52,31 +36,41 @@ class OODClassificationTask(BaseTask):
         mean: list[float],
         std: list[float],
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        weights: str | None = None,
+        weights_prefix: str | None = None,
         augment: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        nan_check_every: int = 50,
     ) -> None:
-        self.save_hyperparameters()
         super().__init__()
-
-    # -- configure --------------------------------------------------------------------------
-    def configure_models(self) -> None:
-        hp = self.hparams
-        backbone = create_backbone(hp.backbone, hp.in_chans, **(hp.backbone_kwargs or {}))
-        head: LossHead = instantiate(
-            OmegaConf.create(hp.loss), in_features=backbone.num_features, num_classes=hp.num_classes
+        # the run logs its own flat config (oodlab.runs); the nested loss dict would overwrite `loss`
+        self.save_hyperparameters(logger=False)
+        features = create_backbone(
+            backbone, in_chans, pretrained=pretrained, weights=weights, weights_prefix=weights_prefix, **(backbone_kwargs or {})
         )
-        self.model = OODClassifier(backbone, head)
-        self.normalize = Normalize(tuple(hp.mean), tuple(hp.std))
-        self.augment = BatchAugment(**(hp.augment or {}))
-
-    def configure_losses(self) -> None:
-        self.criterion = self.model.head.loss
-
-    def configure_metrics(self) -> None:
-        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes=self.hparams.num_classes, average="micro")})
+        head = build_loss_head(loss, in_features=features.num_features, num_classes=num_classes)
+        self.model = OODClassifier(features, head)
+        self.normalize = Normalize(tuple(mean), tuple(std))
+        self.augment = BatchAugment(**(augment or {}))
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # compiled forward kept out of the module tree, so state_dict keys stay unchanged
+        self.__dict__["_forward"] = torch.compile(self.model) if compile else self.model
+        # validate_args=False: the checks sync with the device on every update
+        accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False)
+        metrics = MetricCollection({"acc": accuracy})
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
+        self.nan_check_every = nan_check_every
+
+    @property
+    def head(self) -> LossHead:
+        return self.model.head
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -86,47 +80,70 @@ class OODClassificationTask(BaseTask):
             return optimizer
         sched_cfg = dict(hp.scheduler)
         interval = sched_cfg.pop("interval", "epoch")
+        steps = self.trainer.estimated_stepping_batches
         if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:
-            sched_cfg["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            sched_cfg["total_steps"] = int(steps)
         if "T_max" in sched_cfg and sched_cfg["T_max"] is None:
-            sched_cfg["T_max"] = (
-                int(self.trainer.estimated_stepping_batches) if interval == "step" else self.trainer.max_epochs
-            )
+            sched_cfg["T_max"] = int(steps) if interval == "step" else self.trainer.max_epochs
         scheduler = instantiate(sched_cfg, optimizer=optimizer, _convert_="all")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # -- steps ------------------------------------------------------------------------------
-    @property
-    def head(self) -> LossHead:
-        return self.model.head
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch[0], batch[1]
         x = images.float().div_(255.0)
         if self.trainer is not None and self.trainer.training:
             x = self.augment(x)
-        return self.normalize(x), labels
+        x = self.normalize(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self._forward(x)
+
+    def on_train_start(self) -> None:
+        # global step of the next training step, and of the first non-finite loss (-1: none)
+        self._step = torch.tensor(self.global_step, device=self.device)
+        self._first_bad_step = torch.tensor(-1, device=self.device)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         x, y = batch
         x, targets = self.head.prepare_batch(x, y)
-        logits = self.model(x)
-        loss = self.criterion(logits, targets)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(self.global_step, self.current_epoch, self.head.name, float(loss.detach()))
+        logits = self._forward(x)
+        loss = self.head.loss(logits, targets)
+        bad = ~torch.isfinite(loss.detach()) & (self._first_bad_step < 0)
+        self._first_bad_step = torch.where(bad, self._step, self._first_bad_step)
+        self._step += 1
         self.train_metrics.update(logits[: len(y)].detach(), y)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return {"loss": loss, "logits": logits.detach()}
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.nan_check_every == 0:
+            self.check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+
+    def on_validation_start(self) -> None:
+        # validation within an epoch comes before its end: never validate NaN weights
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Stop at the first non-finite loss, naming its step (one device sync per call)."""
+        if getattr(self, "_first_bad_step", None) is None:
+            return
+        step = int(self._first_bad_step)
+        if step >= 0:
+            raise NonFiniteLossError(step, self.current_epoch, self.head.name)
+
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         x, y = batch
-        logits = self.model(x)
+        logits = self._forward(x)
         if dataloader_idx == 0:
-            loss = self.criterion(logits, y)
+            loss = self.head.loss(logits, y)
             self.val_metrics.update(logits, y)
             self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), add_dataloader_idx=False, sync_dist=True)
             self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(y), add_dataloader_idx=False)

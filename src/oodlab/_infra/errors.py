@@ -52,10 +52,10 @@ class MissingDataError(OodlabError, FileNotFoundError):
 class NonFiniteLossError(OodlabError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
-    def __init__(self, step: int, epoch: int, loss_name: str, value: float):
+    def __init__(self, step: int, epoch: int, loss_name: str):
         super().__init__(
-            f"Non-finite training loss {value} from loss head {loss_name!r} at global step "
-            f"{step} (epoch {epoch}). Lower the learning rate, raise the temperature, or "
+            f"Non-finite (NaN or infinite) training loss from loss head {loss_name!r} at global "
+            f"step {step} (epoch {epoch}). Lower the learning rate, raise the temperature, or "
             "enable gradient clipping (trainer.gradient_clip_val)."
         )
 

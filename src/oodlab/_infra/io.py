@@ -1,4 +1,9 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written results file."""
+"""Atomic file writes: a crash or a kill mid-write never leaves a half-written file, only the
+previous version or the new one.
+
+Files get the permissions a plain ``open()`` would give them (0666 minus the umask, so
+usually 0644, readable by the user's group), not ``mkstemp``'s private 0600.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -18,6 +29,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

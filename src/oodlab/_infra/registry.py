@@ -1,4 +1,8 @@
-"""A name -> factory registry, used for scores and datasets (models use timm's own)."""
+"""The one name -> class registry behind losses, scores and backbones.
+
+Looking up a name that is not registered raises :class:`UnknownNameError`, which lists the
+choices and suggests close matches, so every registry answers a typo the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Read like a mapping (``REG[name]``, ``name in REG``, ``items()``), filled by a
+    decorator (``@REG.register(name)``). ``get`` is ``[]``: both raise for unknown names."""
+
+    def __init__(self, kind: str, hint: str = ""):
         self.kind = kind
+        self.hint = hint
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -24,17 +32,28 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def get(self, name: str) -> T:
+    def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self._entries) from None
+            raise UnknownNameError(self.kind, name, self._entries, hint=self.hint) from None
+
+    get = __getitem__
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(name, self._entries[name]) for name in self.names()]
+
+    def values(self) -> list[T]:
+        return [self._entries[name] for name in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -17,15 +17,16 @@ from oodlab._infra.errors import ConfigError
 Closed = Literal["both", "left", "right", "neither"]
 
 
-def number(key: str, value: Any, allowed: str) -> float:
-    """``value`` as a finite float; ``allowed`` is the range the error message states."""
+def number(key: str, value: Any, allowed: str, finite: bool = True) -> float:
+    """``value`` as a float (a finite one unless ``finite`` is false); ``allowed`` is the range
+    the error message states."""
     if isinstance(value, bool):
         raise ConfigError(key, value, allowed)
     try:
         converted = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, value, allowed) from None
-    if not math.isfinite(converted):
+    if math.isnan(converted) or (finite and math.isinf(converted)):
         raise ConfigError(key, value, allowed)
     return converted
 

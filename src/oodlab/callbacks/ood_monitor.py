@@ -1,5 +1,6 @@
-"""Per-epoch logit-norm curves and validation OOD metrics, kept in torchmetrics objects so
-they reduce correctly across processes."""
+"""Per-epoch logit-norm curves, training loss and validation OOD metrics, kept in torchmetrics
+objects so they reduce correctly across processes. Updates never wait for the device; each
+epoch ends with one read of the accumulated values."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ import torch
 from torchmetrics import MeanMetric
 
 from oodlab.metrics import OODMetrics
+from oodlab.outputs.record import empty_history
 from oodlab.scores import Outputs, create_score
 
 
 class OODMonitor(L.Callback):
     """Tracks mean ‖f‖ on train, ID val and one OOD set, and OOD metrics on the validation pair.
 
-    ``history`` holds one entry per epoch and becomes results.json's ``logit_norm`` section.
+    ``history`` holds one entry per epoch and becomes results.json's ``logit_norm`` section
+    (with the epoch's mean training loss, ``train_loss``). It is saved in checkpoints, so a
+    resumed run continues the curves.
     Only logit scores are monitored here: they need no extra forward pass.
     """
 
     def __init__(self, scores: list[str] | tuple[str, ...] = ("msp",)):
         super().__init__()
         self.score_names = list(scores)
-        self.history: dict[str, list[float]] = {"epoch": [], "train": [], "val_id": [], "ood": []}
+        self.history: dict[str, list[float]] = empty_history()
         self.val_ood_history: dict[str, list[float]] = {}
         self._pending: dict[str, float] = {}
         self._roles: list[str] = []
@@ -32,7 +36,9 @@ class OODMonitor(L.Callback):
         dm = trainer.datamodule
         self._roles = dm.val_loader_roles() if hasattr(dm, "val_loader_roles") else ["val_id"]
         device = pl_module.device
-        self.norms = {role: MeanMetric().to(device) for role in ("train", "val_id", "val_ood", "ood")}
+        # nan_strategy="disable": the NaN check would sync with the device on every update
+        self.norms = {role: MeanMetric(nan_strategy="disable").to(device) for role in ("train", "val_id", "val_ood", "ood")}
+        self.loss = MeanMetric(nan_strategy="disable").to(device)
         self.scores = {name: create_score(name) for name in self.score_names}
         for score in self.scores.values():
             if score.needs_model:
@@ -45,9 +51,11 @@ class OODMonitor(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.norms["train"].reset()
+        self.loss.reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.norms["train"].update(self._norm(outputs["logits"]))
+        self.loss.update(outputs["loss"].detach().float(), weight=len(batch[1]))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         for role in ("val_id", "val_ood", "ood"):
@@ -81,10 +89,12 @@ class OODMonitor(L.Callback):
         pl_module.log_dict(log, sync_dist=False)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        train_norm = float(self.norms["train"].compute()) if self.norms["train"].update_called else float("nan")
+        ran = self.norms["train"].update_called
+        train_norm = float(self.norms["train"].compute()) if ran else float("nan")
         pl_module.log("norm/train", train_norm)
         self.history["epoch"].append(trainer.current_epoch)
         self.history["train"].append(train_norm)
+        self.history.setdefault("train_loss", []).append(float(self.loss.compute()) if ran else float("nan"))
         self.history["val_id"].append(self._pending.get("val_id", float("nan")))
         self.history["ood"].append(self._pending.get("ood", float("nan")))
         for key, value in self._pending.items():

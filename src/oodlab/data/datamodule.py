@@ -1,7 +1,8 @@
 """The LightningDataModule: one in-distribution dataset, its OOD suite and a validation OOD set.
 
-All images live in memory as uint8. Batches are float-converted, augmented and normalised on
-the device by the task, so the loaders do nothing but index tensors.
+All images live in memory as uint8; the training and validation sets are moved to the
+training device once (``on_device``), and batches are indexed there (oodlab.data.loaders).
+The task converts, augments and normalises whole batches on the device.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from typing import Any
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab._infra.instantiate import instantiate
-from oodlab.data.batches import ShardSampler, TensorBatches, collate_batch
 from oodlab.data.cache import cached_tensors
+from oodlab.data.loaders import EvalBatches, TrainBatches
 from oodlab.data.types import ImageTensors, SplitData
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ class OODDataModule(L.LightningDataModule):
         curve_ood: str | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 512,
-        num_workers: int = 0,
         cache_dir: str | Path | None = None,
+        seed: int = 0,
+        on_device: bool = True,
     ):
         super().__init__()
         if batch_size < 1:
@@ -97,9 +98,12 @@ class OODDataModule(L.LightningDataModule):
         self.curve_ood = curve_ood
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
         self.cache_dir = cache_dir
+        self.seed = seed
+        self.on_device = on_device
         self.data: SplitData | None = None
+        # a small validation set can be one batch: the other processes then validate on none
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.ood: dict[str, ImageTensors] = {}
         self.val_ood: ImageTensors | None = None
 
@@ -124,50 +128,42 @@ class OODDataModule(L.LightningDataModule):
         return self.data.num_classes
 
     # -- loaders --------------------------------------------------------------------------
-    def _world(self) -> tuple[int, int]:
+    def _placement(self) -> tuple[torch.device, int, int]:
+        """(device, processes, rank) of the trainer; the CPU and one process without one."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
-            return 1, 0
-        return trainer.world_size, trainer.global_rank
+            return torch.device("cpu"), 1, 0
+        device = trainer.strategy.root_device if self.on_device else torch.device("cpu")
+        return device, trainer.world_size, trainer.global_rank
 
-    def _eval_loader(self, data: ImageTensors) -> DataLoader:
-        world, rank = self._world()
-        return DataLoader(
-            TensorBatches(data),
-            batch_size=self.eval_batch_size,
-            sampler=ShardSampler(len(data), world, rank),
-            collate_fn=collate_batch,
-            num_workers=self.num_workers,
-        )
+    def _placed(self, data: ImageTensors, device: torch.device) -> ImageTensors:
+        if data.images.device == device:
+            return data
+        return ImageTensors(data.images.to(device), data.labels.to(device), data.classes)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> TrainBatches:
         assert self.data is not None
-        world, rank = self._world()
-        dataset = TensorBatches(self.data.train)
-        if world > 1:
-            seed = torch.initial_seed() % 2**31
-            sampler: Any = DistributedSampler(dataset, world, rank, shuffle=True, seed=seed, drop_last=True)
-        else:
-            sampler = RandomSampler(dataset)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=len(dataset) > self.batch_size,
-            collate_fn=collate_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        device, world, rank = self._placement()
+        trainer = getattr(self, "trainer", None)
+        return TrainBatches(
+            self._placed(self.data.train, device),
+            self.batch_size,
+            seed=self.seed,
+            epoch=trainer.current_epoch if trainer is not None else 0,
+            world_size=world,
+            rank=rank,
         )
 
-    def val_dataloader(self) -> list[DataLoader]:
+    def val_dataloader(self) -> list[EvalBatches]:
         """0: ID val; 1: the validation OOD set; 2: the OOD set whose logit norm is tracked."""
         assert self.data is not None
-        loaders = [self._eval_loader(self.data.val)]
+        device, world, rank = self._placement()
+        sets = [self.data.val]
         if self.val_ood is not None:
-            loaders.append(self._eval_loader(self.val_ood))
+            sets.append(self.val_ood)
         if self.curve_ood is not None:
-            loaders.append(self._eval_loader(self.ood[self.curve_ood]))
-        return loaders
+            sets.append(self.ood[self.curve_ood])
+        return [EvalBatches(self._placed(d, device), self.eval_batch_size, world, rank) for d in sets]
 
     def val_loader_roles(self) -> list[str]:
         roles = ["val_id"]

@@ -1,4 +1,4 @@
-"""The loss-head interface (CONTRACT.md).
+"""The loss-head interface and the registry of loss heads.
 
 A head maps penultimate features to the raw logits that evaluation sees, and owns the
 training loss computed from those logits. Everything a loss needs (a temperature,
@@ -13,13 +13,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from oodlab._infra.registry import Registry
+
 
 class LossHead(nn.Module):
     """Base class: ``head(features) -> logits``; ``head.loss(logits, targets) -> scalar``."""
 
     #: registry key, also written to results.json as run.loss
     name: ClassVar[str]
-    #: the OOD score that suits this head (CONTRACT.md score names, or "mmles")
+    #: the OOD score that suits this head, by its registered score name
     default_score: ClassVar[str] = "msp"
 
     def __init__(self, in_features: int, num_classes: int):
@@ -45,7 +47,22 @@ class LossHead(nn.Module):
         """The loss's own hyperparameters, recorded as run.loss_params in results.json."""
         return {}
 
+    @property
+    def linear_layer(self) -> nn.Linear | None:
+        """The ``nn.Linear`` that computes the logits when the head is one linear map (scores
+        with a closed form for linear heads read it); None for every other head."""
+        return None
+
 
 def fp32(t: Tensor) -> Tensor:
     """Norms, distances and log-softmax run in fp32 even under autocast."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+#: every loss head by name (``run.loss`` in results.json); filled by :func:`register_loss`
+LOSSES: Registry[type[LossHead]] = Registry("loss")
+
+
+def register_loss(cls: type[LossHead]) -> type[LossHead]:
+    LOSSES.register(cls.name)(cls)
+    return cls

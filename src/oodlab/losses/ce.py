@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from oodlab.losses._ops import cross_entropy, no_autocast
-from oodlab.losses.base import LossHead, fp32
+from oodlab.losses.base import LossHead, fp32, register_loss
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,12 @@ class LinearHead(LossHead):
         with no_autocast(features):
             return F.linear(fp32(features), self.fc.weight, self.fc.bias)
 
+    @property
+    def linear_layer(self) -> nn.Linear:
+        return self.fc
 
+
+@register_loss
 class CrossEntropyHead(LinearHead):
     """``loss = CE(f, y)`` with ``f = W x + b``.
 

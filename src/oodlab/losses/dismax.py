@@ -39,9 +39,10 @@ from oodlab.losses._ops import (
     l2_normalize,
     positive,
 )
-from oodlab.losses.base import LossHead, fp32
+from oodlab.losses.base import LossHead, fp32, register_loss
 
 
+@register_loss
 class DisMaxHead(LossHead):
     """``d_j = |s| * ||f^ - p^_j||_2 / sqrt(2)``; ``logits_j = -(d_j + mean_k d_k) / T``.
 

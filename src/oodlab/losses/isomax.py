@@ -27,9 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.losses._ops import cross_entropy, euclidean_distances, l2_normalize, positive
-from oodlab.losses.base import LossHead, fp32
+from oodlab.losses.base import LossHead, fp32, register_loss
 
 
+@register_loss
 class IsoMaxHead(LossHead):
     """``logits_j = -||f - p_j||_2``; ``loss = CE(entropic_scale * logits, y)``.
 
@@ -55,6 +56,7 @@ class IsoMaxHead(LossHead):
         return {"entropic_scale": self.entropic_scale}
 
 
+@register_loss
 class IsoMaxPlusHead(LossHead):
     """``logits_j = -|s| * ||f^ - p^_j||_2`` with L2-normalised features and prototypes.
 

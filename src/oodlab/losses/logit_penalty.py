@@ -12,10 +12,11 @@ from typing import Any
 from torch import Tensor
 
 from oodlab.losses._ops import cross_entropy, no_autocast, non_negative
-from oodlab.losses.base import fp32
+from oodlab.losses.base import fp32, register_loss
 from oodlab.losses.ce import LinearHead
 
 
+@register_loss
 class LogitPenaltyHead(LinearHead):
     """``loss = CE(f, y) + weight * mean_i ||f_i||_2^2``.
 

@@ -9,13 +9,14 @@ import torch
 from torch import Tensor
 
 from oodlab.losses._ops import cross_entropy, no_autocast, positive
-from oodlab.losses.base import fp32
+from oodlab.losses.base import fp32, register_loss
 from oodlab.losses.ce import LinearHead
 
 #: added to the logit norm, as in the official code (keeps f = 0 finite)
 NORM_OFFSET = 1e-7
 
 
+@register_loss
 class LogitNormHead(LinearHead):
     """``loss = CE(f / (tau * (||f||_2 + 1e-7)), y)``; evaluation sees the raw logits ``f``.
 

@@ -1,6 +1,6 @@
 """Metrics: OOD detection (FPR95, AUROC, AUPR) and calibration (ECE, NLL, temperature).
 
-Conventions are those of CONTRACT.md: ID is the positive class, a higher score means
+Conventions (the README's Metrics section): ID is the positive class, a higher score means
 more in-distribution, and every value is a fraction in [0, 1].
 """
 
@@ -11,11 +11,11 @@ from oodlab.metrics.calibration import (
     fit_temperature,
     nll,
     reliability_bins,
-    reliability_diagram,
 )
-from oodlab.metrics.ood import OODMetrics, OodMetricsInputError, ood_metrics
+from oodlab.metrics.ood import METRIC_KEYS, OODMetrics, OodMetricsInputError, ood_metrics
 
 __all__ = [
+    "METRIC_KEYS",
     "CalibrationInputError",
     "OODMetrics",
     "OodMetricsInputError",
@@ -25,5 +25,4 @@ __all__ = [
     "nll",
     "ood_metrics",
     "reliability_bins",
-    "reliability_diagram",
 ]

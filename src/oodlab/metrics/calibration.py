@@ -1,6 +1,6 @@
-"""Calibration: ECE, NLL, temperature scaling and reliability diagrams.
+"""Calibration: ECE, NLL, temperature scaling and the reliability diagram's bins.
 
-ECE follows CONTRACT.md: 15 equal-width bins over the max-softmax confidence, L1 norm
+ECE is 15 equal-width bins over the max-softmax confidence, L1 norm
 (the bin-size-weighted mean |accuracy - confidence|), computed by torchmetrics'
 ``MulticlassCalibrationError``. Bins are ``[i/15, (i+1)/15)``; a confidence of exactly
 1.0 belongs to the last bin (see ``_probabilities``).
@@ -9,14 +9,12 @@ ECE follows CONTRACT.md: 15 equal-width bins over the max-softmax confidence, L1
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassCalibrationError
-from torchmetrics.functional.classification.calibration_error import _binning_bucketize
 
 from oodlab._infra.errors import OodlabError
 
@@ -27,7 +25,6 @@ __all__ = [
     "fit_temperature",
     "nll",
     "reliability_bins",
-    "reliability_diagram",
 ]
 
 N_BINS = 15
@@ -200,85 +197,18 @@ def reliability_bins(logits, targets, n_bins: int = N_BINS) -> dict[str, np.ndar
     """
     x, y = _inputs(logits, targets, "reliability_bins")
     conf, pred = _probabilities(x).max(dim=1)
-    conf = conf.float()  # as torchmetrics does
-    acc = pred.eq(y).float()
+    conf = conf.float()  # as torchmetrics' ECE does
+    acc = pred.eq(y).double()
     edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)
-    acc_bin, conf_bin, prop_bin = _binning_bucketize(conf, acc, edges)
-    # _binning_bucketize has one slot per edge; the slot past the last bin only ever
-    # holds confidences of exactly 1.0, which _probabilities rules out.
-    count = (prop_bin * conf.numel()).round()
+    # bin i holds [edges[i], edges[i+1]); confidences stay below 1 (_probabilities)
+    index = (torch.bucketize(conf, edges, right=True) - 1).clamp_(0, n_bins - 1)
+    count = torch.zeros(n_bins, dtype=torch.float64, device=conf.device).index_add_(0, index, torch.ones_like(acc))
+    acc_sum = torch.zeros_like(count).index_add_(0, index, acc)
+    conf_sum = torch.zeros_like(count).index_add_(0, index, conf.double())
+    filled = count.clamp_min(1)
     return {
         "edges": edges.cpu().double().numpy(),
-        "accuracy": acc_bin[:n_bins].cpu().double().numpy(),
-        "confidence": conf_bin[:n_bins].cpu().double().numpy(),
-        "count": count[:n_bins].cpu().numpy().astype(np.int64),
+        "accuracy": (acc_sum / filled).cpu().numpy(),
+        "confidence": (conf_sum / filled).cpu().numpy(),
+        "count": count.cpu().numpy().astype(np.int64),
     }
-
-
-def reliability_diagram(
-    logits,
-    targets,
-    path: str | Path,
-    n_bins: int = N_BINS,
-    title: str = "Reliability diagram",
-) -> Path:
-    """Save a reliability diagram (accuracy per confidence bin vs the diagonal) as PNG.
-
-    The top panel shows per-bin accuracy bars, the gap to the bin's mean confidence and
-    the diagonal; the bottom panel shows the sample count per bin. The ECE is in the
-    title. Returns the path written.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    bins = reliability_bins(logits, targets, n_bins)
-    ece = expected_calibration_error(logits, targets, n_bins)
-    edges, acc, conf, count = bins["edges"], bins["accuracy"], bins["confidence"], bins["count"]
-    left, width = edges[:-1], np.diff(edges)
-    filled = count > 0
-
-    fig = Figure(figsize=(5, 6), layout="constrained")
-    FigureCanvasAgg(fig)  # Agg canvas, independent of pyplot's global backend
-    ax, ax_n = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    ax.bar(
-        left[filled],
-        acc[filled],
-        width=width[filled],
-        align="edge",
-        color="tab:blue",
-        edgecolor="black",
-        linewidth=0.5,
-        label="Accuracy",
-    )
-    gap_lo = np.minimum(acc, conf)[filled]
-    ax.bar(
-        left[filled],
-        np.abs(conf - acc)[filled],
-        bottom=gap_lo,
-        width=width[filled],
-        align="edge",
-        color="tab:red",
-        alpha=0.3,
-        edgecolor="tab:red",
-        hatch="//",
-        linewidth=0.5,
-        label="Gap to confidence",
-    )
-    ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="Perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Accuracy")
-    ax.legend(loc="upper left", fontsize="small")
-    ax.set_title(f"{title}\nECE = {ece:.4f} ({n_bins} bins, n = {int(count.sum())})")
-
-    ax_n.bar(left, count, width=width, align="edge", color="gray", edgecolor="black", linewidth=0.5)
-    for lo, w, c in zip(left[filled], width[filled], count[filled]):
-        ax_n.annotate(str(int(c)), (lo + w / 2, c), ha="center", va="bottom", fontsize=6)
-    ax_n.set_xlabel("Confidence (max softmax)")
-    ax_n.set_ylabel("Count")
-    ax_n.set_ylim(0, max(1, int(count.max())) * 1.25)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
-    return path

@@ -1,18 +1,18 @@
 """OOD detection metrics: FPR95, AUROC, AUPR-In, AUPR-Out.
 
-Conventions (see CONTRACT.md): a higher score means more in-distribution, and
+Conventions (the README's Metrics section): a higher score means more in-distribution, and
 in-distribution (ID) is the positive class. All values are fractions in [0, 1].
 
-Every metric is derived from a single exact binary curve: the scores are sorted once by
-torchmetrics' ``_binary_clf_curve`` (the helper behind ``binary_roc`` with
-``thresholds=None``), which returns, for each distinct score ``u_1 > u_2 > ... > u_m``,
-the number of ID scores ``T_i`` and OOD scores ``F_i`` that are ``>= u_i``. Equal
-scores are grouped into one threshold, exactly as scikit-learn does. The areas and
-rates are then computed from those integer counts in int64/float64.
+Every metric is derived from a single exact binary curve: the scores are sorted once, and
+for each distinct score ``u_1 > u_2 > ... > u_m`` we count the ID scores ``T_i`` and the
+OOD scores ``F_i`` that are ``>= u_i`` (int64 cumulative sums, exact at any size). Equal
+scores are grouped into one threshold, exactly as scikit-learn and torchmetrics' exact
+curves (``thresholds=None``) do. The areas and rates are then computed from those integer
+counts in int64/float64.
 
-We call the helper rather than ``binary_roc`` & co. on purpose: the public torchmetrics
-binary functions apply a sigmoid to any input outside [0, 1], which merges distinct raw
-scores (sigmoid saturates in float32) and changes the metrics.
+The curve is computed here rather than through torchmetrics' binary functions: their
+functional forms apply a sigmoid to any input outside [0, 1], which merges distinct raw
+scores (sigmoid saturates in float32), and the few lines of the sort are all we need.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.functional.classification.precision_recall_curve import _binary_clf_curve
 
 from oodlab._infra.errors import OodlabError
 
-__all__ = ["OODMetrics", "OodMetricsInputError", "ood_metrics"]
+__all__ = ["METRIC_KEYS", "OODMetrics", "OodMetricsInputError", "ood_metrics"]
+
+#: the keys :func:`ood_metrics` returns, in results.json order
+METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood")
 
 #: The recall level of FPR95.
 TPR_LEVEL_PERCENT = 95
-
-# torchmetrics counts true positives with a float32 cumsum, which is exact only up to
-# 2**24 samples; above that we pass float64 unit weights to keep the counts exact.
-_FLOAT32_EXACT_COUNT = 2**24
 
 
 class OodMetricsInputError(OodlabError, ValueError):
@@ -97,18 +95,17 @@ def _curve_counts(id_scores: Tensor, ood_scores: Tensor) -> tuple[Tensor, Tensor
     dtype = torch.promote_types(id_scores.dtype, ood_scores.dtype)
     device = id_scores.device
     scores = torch.cat([id_scores.to(dtype), ood_scores.to(device=device, dtype=dtype)])
-    n_id = id_scores.numel()
-    target = torch.zeros(scores.numel(), dtype=torch.bool, device=device)
-    target[:n_id] = True  # bool target: the gather after the sort moves 1 byte per sample
-    weights = None
-    if scores.numel() > _FLOAT32_EXACT_COUNT:
-        weights = torch.ones(scores.numel(), dtype=torch.float64, device=device)
-    fps, tps, _ = _binary_clf_curve(scores, target, sample_weights=weights)
+    is_id = torch.zeros(scores.numel(), dtype=torch.int64, device=device)
+    is_id[: id_scores.numel()] = 1
+    order = torch.argsort(scores, descending=True)
+    sorted_scores = scores[order]
+    # the last position of each run of equal scores is one threshold
+    ends = torch.nonzero(sorted_scores[1:] != sorted_scores[:-1]).squeeze(1)
+    ends = torch.cat([ends, torch.tensor([scores.numel() - 1], device=device)])
+    tps = torch.cumsum(is_id[order], 0)[ends]
+    fps = ends + 1 - tps
     zero = torch.zeros(1, dtype=torch.int64, device=device)
-    # counts come back as floats holding exact integers
-    tps = torch.cat([zero, tps.round().to(torch.int64)])
-    fps = torch.cat([zero, fps.round().to(torch.int64)])
-    return tps, fps
+    return torch.cat([zero, tps]), torch.cat([zero, fps])
 
 
 def _min_count(level_percent: int, n: int) -> int:

@@ -5,6 +5,7 @@ from oodlab.models import densenet as _densenet  # noqa: F401  (registers densen
 from oodlab.models import resnet_cifar as _resnet_cifar  # noqa: F401  (registers resnet*_cifar)
 from oodlab.models import small_cnn as _small_cnn  # noqa: F401  (registers small_cnn)
 from oodlab.models import wrn as _wrn  # noqa: F401  (registers wrn40_2)
+from oodlab.models._base import BACKBONES, register_backbone
 from oodlab.models.classifier import OODClassifier, create_backbone, oodlab_model_names
 
-__all__ = ["OODClassifier", "create_backbone", "oodlab_model_names"]
+__all__ = ["BACKBONES", "OODClassifier", "create_backbone", "oodlab_model_names", "register_backbone"]

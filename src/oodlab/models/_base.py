@@ -1,12 +1,33 @@
-"""What oodlab's backbones share: timm's classifier interface over a pooled feature map, the
-reference weight init, and the refusal of pretrained weights."""
+"""What oodlab's backbones share: their registration (in timm's registry and oodlab's), timm's
+classifier interface over a pooled feature map, the reference weight init, and the refusal of
+pretrained weights they do not have."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 from timm.layers import SelectAdaptivePool2d
+from timm.models import register_model
 from torch import Tensor, nn
+
+from oodlab._infra.errors import ConfigError
+from oodlab._infra.registry import Registry
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+#: oodlab's own architectures for small images; timm's registry holds them too
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry(
+    "backbone", hint="Any timm architecture also works (see timm.list_models())."
+)
+
+
+def register_backbone(fn: F) -> F:
+    """Register a model factory in timm's registry (so ``timm.create_model`` builds it) and in
+    :data:`BACKBONES` (so error messages can list oodlab's small-image models)."""
+    register_model(fn)
+    BACKBONES.register(fn.__name__)(fn)
+    return fn
 
 
 def init_weights(module: nn.Module) -> None:
@@ -26,7 +47,9 @@ def init_weights(module: nn.Module) -> None:
 def no_pretrained(name: str, pretrained: bool) -> None:
     """timm factories take ``pretrained``; oodlab's models have no published weights."""
     if pretrained:
-        raise ValueError(f"{name} has no pretrained weights; oodlab trains from scratch")
+        raise ConfigError(
+            "model.pretrained", True, f"false: {name} has no pretrained weights (model.weights=PATH loads your own)"
+        )
 
 
 class PooledBackbone(nn.Module):

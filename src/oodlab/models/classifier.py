@@ -9,17 +9,31 @@ from torch import Tensor, nn
 
 from oodlab._infra.errors import UnknownNameError
 from oodlab.losses.base import LossHead
+from oodlab.models._base import BACKBONES
+from oodlab.models.pretrained import load_weights, pretrained_file
 
 
 def oodlab_model_names() -> list[str]:
     """The architectures oodlab registers in timm (the ones meant for small images)."""
-    return sorted(
-        name for name in timm.list_models() if timm.models.model_entrypoint(name).__module__.startswith("oodlab.")
-    )
+    return BACKBONES.names()
 
 
-def create_backbone(name: str, in_chans: int, **kwargs: Any) -> nn.Module:
-    """A timm model with its classifier removed: ``forward`` returns (N, num_features)."""
+def create_backbone(
+    name: str,
+    in_chans: int,
+    *,
+    pretrained: bool = False,
+    weights: str | None = None,
+    weights_prefix: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """A timm model with its classifier removed: ``forward`` returns (N, num_features).
+
+    ``pretrained`` loads timm's published weights (from timm's cache, or downloaded when the
+    machine is online); ``weights`` loads a local ``.pth``/``.safetensors`` file after
+    stripping ``weights_prefix`` from its keys. Either way the classifier is dropped: the loss
+    head replaces it for the task's classes.
+    """
     if not timm.is_model(name):
         raise UnknownNameError(
             "backbone",
@@ -28,8 +42,14 @@ def create_backbone(name: str, in_chans: int, **kwargs: Any) -> nn.Module:
             hint=f"oodlab's small-image models: {', '.join(oodlab_model_names())}. "
             "Any timm architecture also works (see timm.list_models()).",
         )
-    # No hub access, ever: weights come from training.
-    return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+    if pretrained and name not in BACKBONES:
+        # timm loads the file we found (cached or downloaded): it drops the classifier and adapts
+        # the first convolution to in_chans, and makes no network call of its own
+        kwargs["pretrained_cfg_overlay"] = {"file": pretrained_file(name)}
+    model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
+    if weights:
+        load_weights(model, weights, prefix=weights_prefix)
+    return model
 
 
 class OODClassifier(nn.Module):

@@ -20,12 +20,11 @@ import math
 from typing import Any
 
 import torch
-from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
 from oodlab._infra.validate import in_range, positive_int
-from oodlab.models._base import PooledBackbone, no_pretrained
+from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["DenseNetCifar", "densenet_bc100"]
 
@@ -114,14 +113,9 @@ class DenseNetCifar(PooledBackbone):
         return self.final_act(self.final_norm(self.stages(self.stem(x))))
 
 
-@register_model
+@register_backbone
 def densenet_bc100(pretrained: bool = False, **kwargs: Any) -> DenseNetCifar:
     """DenseNet-BC-100, k=12, compression 0.5 (0.77 M parameters with 10 classes)."""
     no_pretrained("densenet_bc100", pretrained)
     kwargs = {"depth": 100, "growth_rate": 12, "compression": 0.5, "bottleneck": True, **kwargs}
     return DenseNetCifar(**kwargs)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    m = densenet_bc100(num_classes=0)
-    print(sum(p.numel() for p in m.parameters()), m(torch.zeros(2, 3, 32, 32)).shape)

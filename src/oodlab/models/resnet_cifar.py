@@ -19,13 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
 from oodlab._infra.validate import in_range
-from oodlab.models._base import PooledBackbone, no_pretrained
+from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["ResNetCifar", "resnet18_cifar", "resnet34_cifar"]
 
@@ -100,18 +98,13 @@ def _create(
     return ResNetCifar(**{"layers": default_layers, **kwargs})
 
 
-@register_model
+@register_backbone
 def resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-18 with the CIFAR stem (11.17 M parameters with 10 classes)."""
     return _create("resnet18_cifar", pretrained, (2, 2, 2, 2), **kwargs)
 
 
-@register_model
+@register_backbone
 def resnet34_cifar(pretrained: bool = False, **kwargs: Any) -> ResNetCifar:
     """ResNet-34 with the CIFAR stem (21.28 M parameters with 10 classes)."""
     return _create("resnet34_cifar", pretrained, (3, 4, 6, 3), **kwargs)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    m = resnet18_cifar(num_classes=0)
-    print(sum(p.numel() for p in m.parameters()), m(torch.zeros(2, 3, 32, 32)).shape)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from timm.models import register_model
 from torch import Tensor, nn
 
-from oodlab.models._base import PooledBackbone, no_pretrained
+from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["SmallCNN", "small_cnn"]
 
@@ -63,13 +61,8 @@ class SmallCNN(PooledBackbone):
         return self.features(x)
 
 
-@register_model
+@register_backbone
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     """Small 6-conv network for 28x28 inputs (~73 k parameters)."""
     no_pretrained("small_cnn", pretrained)
     return SmallCNN(**kwargs)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    m = small_cnn(num_classes=0)
-    print(sum(p.numel() for p in m.parameters()), m(torch.zeros(2, 1, 28, 28)).shape)

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from timm.models import register_model
 from torch import Tensor, nn
 
 from oodlab._infra.errors import ConfigError
 from oodlab._infra.validate import in_range, positive_int
-from oodlab.models._base import PooledBackbone, no_pretrained
+from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["WideResNet", "wrn40_2"]
 
@@ -96,7 +94,7 @@ class WideResNet(PooledBackbone):
         return self.final_act(self.final_norm(self.groups(self.stem(x))))
 
 
-@register_model
+@register_backbone
 def wrn40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
     """WRN-40-2 for 32x32 inputs, dropout 0.3 inside blocks (2.24 M parameters, 10 classes).
 
@@ -106,8 +104,3 @@ def wrn40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
     no_pretrained("wrn40_2", pretrained)
     kwargs = {"depth": 40, "widen_factor": 2, "drop_rate": 0.3, **kwargs}
     return WideResNet(**kwargs)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    m = wrn40_2(num_classes=0)
-    print(sum(p.numel() for p in m.parameters()), m(torch.zeros(2, 3, 32, 32)).shape)

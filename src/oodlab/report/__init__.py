@@ -1,4 +1,6 @@
-"""Results files, console tables and plots of one run; tables and plots of a whole sweep.
+"""Reading runs and sweeps: every results.json below some directories as one table, paper-style
+tables (Markdown, CSV, LaTeX) and the sweep's plots. Nothing here is used while a run trains;
+what a run writes lives in oodlab.outputs.
 
 A sweep in a notebook::
 
@@ -8,17 +10,10 @@ A sweep in a notebook::
     report.plot_param_sweep(table)
 """
 
+from oodlab.outputs.record import RESULTS_FILE, RunRecord
+from oodlab.outputs.scores_file import SCORES_FILE, load_scores
 from oodlab.report.collect import Sweep, find_results, load_sweep, sweep_group_name
-from oodlab.report.optuna_study import sqlite_storage, study_frame, sweeper_value
-from oodlab.report.results import (
-    RESULTS_FILE,
-    SCHEMA,
-    print_results,
-    read_results,
-    results_table,
-    write_results,
-)
-from oodlab.report.scores_file import SCORES_FILE, load_scores, save_scores
+from oodlab.report.optuna_study import study_frame
 from oodlab.report.sweep_plots import (
     NothingToPlotError,
     plot_logit_norm_curves,
@@ -39,9 +34,9 @@ from oodlab.report.tables import (
 
 __all__ = [
     "RESULTS_FILE",
-    "SCHEMA",
     "SCORES_FILE",
     "NothingToPlotError",
+    "RunRecord",
     "Sweep",
     "SweepTable",
     "find_results",
@@ -50,21 +45,14 @@ __all__ = [
     "plot_logit_norm_curves",
     "plot_param_sweep",
     "plot_score_histograms_by_loss",
-    "print_results",
-    "read_results",
     "representative_runs",
-    "results_table",
-    "save_scores",
-    "sqlite_storage",
     "study_frame",
     "summary_table",
     "sweep_figures",
     "sweep_group_name",
-    "sweeper_value",
     "tidy_frame",
     "to_csv",
     "to_latex",
     "to_markdown",
-    "write_results",
     "write_sweep_plots",
 ]

@@ -123,7 +123,7 @@ def report(args: argparse.Namespace, console: Console, err: Console) -> Path:
     if n_failed:
         err.print(failed_table(table))
     if args.wandb:
-        from oodlab.report.wandb_utils import log_report
+        from oodlab.report.wandb_report import log_report
 
         run_dir = log_report(
             table,

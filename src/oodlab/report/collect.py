@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from oodlab._infra.errors import MissingDataError
-from oodlab.report.results import RESULTS_FILE, read_results
+from oodlab.outputs.record import RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
 #: backbone via their group choices) or that only move files and loggers around
@@ -174,22 +174,6 @@ def run_setting(results: Mapping[str, Any]) -> dict[str, Any]:
     return setting
 
 
-def _metric_columns(results: Mapping[str, Any]) -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key in ("acc", "ece"):
-        if key in (results.get("id") or {}):
-            flat[f"id/{key}"] = results["id"][key]
-    val = results.get("val") or {}
-    if "objective_value" in val:
-        flat["val/objective"] = val["objective_value"]
-    for score, per_set in (results.get("ood") or {}).items():
-        for set_name, metrics in per_set.items():
-            for metric, value in metrics.items():
-                if metric != "n":
-                    flat[f"ood/{score}/{set_name}/{metric}"] = value
-    return {k: (float("nan") if v is None else float(v)) for k, v in flat.items()}
-
-
 def _hashable(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
@@ -230,7 +214,8 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
     files = find_results(dirs)
     records, settings, results = [], [], {}
     for path in files:
-        res = read_results(path)
+        record = RunRecord.read(path)
+        res = record.to_json()
         run_dir = str(path.parent)
         results[run_dir] = res
         setting = run_setting(res)
@@ -243,7 +228,7 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
                 "error": res.get("error"),
                 "seed": run.get("seed"),
                 "overrides": " ".join(run.get("overrides") or []),
-                **_metric_columns(res),
+                **record.flatten(),
             }
         )
     ok_settings = [s for s, r in zip(settings, records) if r["status"] == "ok"] or settings

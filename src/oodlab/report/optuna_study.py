@@ -7,7 +7,6 @@ their trials as a table.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,18 +14,6 @@ from oodlab._infra.errors import MissingDataError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def sweeper_value(objective: float | None) -> float | None:
-    """The value a job hands back to Hydra's sweeper: None for a failed job or a NaN objective.
-
-    hydra-optuna-sweeper records a job returning None as a FAIL trial and goes on. A NaN
-    would crash the study instead: Optuna 2.10's ``study.tell`` rejects it, and the
-    sweeper's fallback then tells FAIL together with the NaN, which Optuna rejects too.
-    """
-    if objective is None or (isinstance(objective, float) and math.isnan(objective)):
-        return None
-    return float(objective)
 
 
 def sqlite_storage(path: str | Path) -> Any:

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from oodlab._infra.errors import OodlabError, UnknownNameError
+from oodlab.outputs.scores_file import SCORES_FILE, load_scores
 from oodlab.report.collect import Sweep
-from oodlab.report.scores_file import SCORES_FILE, load_scores
 from oodlab.report.tables import ID_COLUMN, METRIC_LABELS, SweepTable, key_label, value_label
 
 TAU_KEY = "loss.tau"

@@ -1,4 +1,4 @@
-"""Post-hoc OOD scores. Higher means more in-distribution (CONTRACT.md)."""
+"""Post-hoc OOD scores. Every score gives one value per sample; higher means more in-distribution."""
 
 from oodlab.scores import feature as _feature  # noqa: F401  (each module registers its scores)
 from oodlab.scores import gradient as _gradient  # noqa: F401

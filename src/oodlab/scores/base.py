@@ -1,10 +1,16 @@
 """The score interface. Every score returns one value per sample; higher = more in-distribution.
 
 Inference runs once per dataset; the resulting :class:`Outputs` (logits and penultimate
-features) are shared by every score. A score that must run the network again with gradients
-(ODIN) sets ``needs_model`` and implements :meth:`Score.score_inputs`. A score that fits
-statistics (ReAct's percentile, Mahalanobis' means and covariance, KNN's feature bank) sets
-``needs_train`` and receives the ID *training* split's outputs in :meth:`Score.fit`.
+features) are shared by every score. A score declares what else it needs as class
+attributes, and evaluation provides exactly that:
+
+* ``needs_model``: it runs the network again with input gradients (ODIN), through
+  :meth:`Score.score_inputs_grid`;
+* ``needs_train``: :meth:`Score.fit` receives the ID *training* split's outputs (ReAct's
+  percentile, Mahalanobis' means and covariance, KNN's feature bank);
+* ``needs_features``: it reads the penultimate features, so the model must expose them;
+* ``needs_head``: it runs or differentiates the model's last layer on cached features
+  (ReAct, GradNorm); :meth:`Score.fit` finds it as ``model.head``.
 
 Hyperparameters are declared per class in ``spec``: a published default, a default search
 grid (the config's ``eval.grids`` replaces it) and a check that turns a bad value into a
@@ -51,10 +57,10 @@ class HParam:
 
 class Score:
     name: ClassVar[str]
-    #: True when the score re-runs the network with input gradients (ODIN)
     needs_model: ClassVar[bool] = False
-    #: True when :meth:`fit` reads the ID training split's outputs
     needs_train: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+    needs_head: ClassVar[bool] = False
     #: hyperparameters; a key fixed in eval.params skips the search for that key
     spec: ClassVar[dict[str, HParam]] = {}
     #: where the score comes from, for the README table and results
@@ -73,8 +79,9 @@ class Score:
         return dict(self._hparams)
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
-        """Fit statistics on the ID training split (never on test data); keep what the score
-        needs from the model (its head). ``train`` is None unless ``needs_train``."""
+        """Fit statistics on the ID training split (never on test data) and keep what the
+        score needs from ``model``, whose ``head`` is the last layer. ``train`` is None
+        unless ``needs_train``."""
 
     def score(self, outputs: Outputs) -> Tensor:
         raise NotImplementedError

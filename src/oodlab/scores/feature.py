@@ -39,6 +39,8 @@ class ReAct(Score):
     name = "react"
     paper = "Sun et al., NeurIPS 2021"
     needs_train = True
+    needs_features = True
+    needs_head = True
     spec: ClassVar[dict[str, HParam]] = {"percentile": HParam(90.0, (85.0, 90.0, 95.0, 99.0), percentile)}
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
@@ -69,6 +71,7 @@ class Mahalanobis(Score):
     name = "mahalanobis"
     paper = "Lee et al., NeurIPS 2018"
     needs_train = True
+    needs_features = True
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         train = _train_outputs(self, train)
@@ -108,6 +111,7 @@ class KNN(Score):
     name = "knn"
     paper = "Sun et al., ICML 2022"
     needs_train = True
+    needs_features = True
     spec: ClassVar[dict[str, HParam]] = {"k": HParam(50, (1, 10, 50, 100, 200), positive_int)}
     chunk_rows = 512
 

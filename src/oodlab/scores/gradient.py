@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from oodlab.losses.ce import LinearHead
 from oodlab.scores.base import (
     HParam,
     Outputs,
@@ -80,6 +79,13 @@ class ODIN(Score):
         return [r for r in results if r is not None]
 
 
+def linear_layer(head: nn.Module) -> nn.Linear | None:
+    """The ``nn.Linear`` a head consists of, or None when the head is anything else."""
+    if isinstance(head, nn.Linear):
+        return head
+    return getattr(head, "linear_layer", None)
+
+
 def gradnorm_parameters(head: nn.Module) -> dict[str, Tensor]:
     """The head parameters GradNorm differentiates: every one but the biases (the paper and
     official code use the last layer's weight matrix alone)."""
@@ -94,7 +100,7 @@ class GradNorm(Score):
     the Wild" (NeurIPS 2021). The official code sums the loss over a whole batch, which mixes
     samples; here every sample gets its own gradient.
 
-    A linear head ``f = W h + b`` has ``dKL/dW = (p - 1/K) h^T / T`` with ``p = softmax(f/T)``,
+    A linear head ``f = W h + b`` (an ``nn.Linear``, or a head whose ``linear_layer`` is one) has ``dKL/dW = (p - 1/K) h^T / T`` with ``p = softmax(f/T)``,
     so the score is ``||p - 1/K||_1 * ||h||_1 / T``, read from cached features and logits. Any
     other head (IsoMax, IsoMax+, DisMax) is differentiated per sample with ``torch.func``
     (vmap over ``grad``) w.r.t. all of its parameters except biases. The official code uses
@@ -104,6 +110,8 @@ class GradNorm(Score):
 
     name = "gradnorm"
     paper = "Huang et al., NeurIPS 2021"
+    needs_features = True
+    needs_head = True
     spec: ClassVar[dict[str, HParam]] = {"temperature": HParam(1.0, (1.0,), positive_float)}
     chunk_size = 256
 
@@ -112,7 +120,7 @@ class GradNorm(Score):
 
     def score(self, outputs: Outputs) -> Tensor:
         t = self._hparams["temperature"]
-        if isinstance(self.head, LinearHead):
+        if linear_layer(self.head) is not None:
             return self._linear(outputs, t)
         return self._autograd(outputs.features, t)
 

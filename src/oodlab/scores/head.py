@@ -9,18 +9,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from oodlab.scores.base import Outputs, Score, register_score
-from oodlab.scores.logit import MaxLogit, negative_entropy
+from oodlab.scores.logit import MaxLogit, NegEntropy, negative_entropy
 
 
 @register_score
-class EntropicScore(Score):
-    """ES: negative entropy of softmax(logits), for IsoMax (``sum_j p_j log p_j``)."""
+class EntropicScore(NegEntropy):
+    """ES: negative entropy of softmax(logits), for IsoMax (``sum_j p_j log p_j``). Same
+    computation as ``entropy``; its own name because it is IsoMax's published score."""
 
     name = "es"
     paper = "Macedo et al., IJCNN 2021 (IsoMax)"
-
-    def score(self, outputs: Outputs) -> Tensor:
-        return negative_entropy(outputs.logits)
 
 
 @register_score

@@ -1,7 +1,6 @@
-"""W&B pieces of the sweep loop: run summaries that keep the right value of each metric, and the
-sweep report logged as a W&B Table into the sweep's group.
+"""The sweep report as a W&B run in the sweep's group: the table as a W&B Table, and the plots.
 
-wandb is imported lazily: runs with ``logger=none`` and reports without ``--wandb`` never load it.
+wandb is imported lazily: reports without ``--wandb`` never load it.
 """
 
 from __future__ import annotations
@@ -14,38 +13,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from oodlab.report.tables import SweepTable
-
-TEST_METRICS_GLOB = "test/*"
-
-
-def monitored_scores(cfg: Mapping[str, Any]) -> list[str]:
-    """The scores callbacks.ood_monitor tracks on the validation pair every epoch."""
-    monitor = (cfg.get("callbacks") or {}).get("ood_monitor") or {}
-    return [str(s) for s in (monitor.get("scores") or [])]
-
-
-def val_fpr95_keys(scores: Iterable[str]) -> list[str]:
-    return [f"val_ood/{score}/fpr95" for score in scores]
-
-
-def define_run_metrics(run: Any, monitored_scores: Iterable[str]) -> None:
-    """A run's summary keeps the best (lowest) validation FPR95 of every monitored score and the
-    final test metrics.
-
-    W&B globs match name suffixes only (``val_ood/*/fpr95`` is refused), so each FPR95 key
-    is named; a ``val_ood/*`` glob would also take the minimum of AUROC.
-    """
-    for key in val_fpr95_keys(monitored_scores):
-        run.define_metric(key, summary="min")
-    run.define_metric(TEST_METRICS_GLOB, summary="last")
-
-
-def run_config(
-    loss: str, loss_params: Mapping[str, Any], dataset: str, backbone: str
-) -> dict[str, Any]:
-    """Flat config keys for grouping and filtering runs in the W&B UI (``tau`` among them)."""
-    return {"loss": loss, "dataset": dataset, "backbone": backbone, **loss_params}
-
 
 def wandb_table(frame: pd.DataFrame) -> Any:
     import wandb

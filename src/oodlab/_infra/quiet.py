@@ -1,0 +1,33 @@
+"""Silence the known noise of third-party libraries, keep oodlab's own messages.
+
+Each entry below is a message every run printed without telling the user anything they can act
+on. ``verbose_third_party=true`` (a top-level config key) leaves them all on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+#: warnings raised inside these libraries' own code, by message
+NOISY_WARNINGS = (
+    r".*LeafSpec.*",  # torch's pytree deprecation, from Lightning's own code
+    r".*on_after_batch_transfer.*",  # Lightning's notice about our (intended) batch hook
+    r".*does not have many workers.*",  # no DataLoader workers: batches are indexed tensors
+    r".*The number of training batches.*is smaller than the logging interval.*",
+)
+#: loggers whose INFO lines are set-up chatter (alembic's "setup plugin ..." under Optuna)
+CHATTY_LOGGERS = ("alembic", "alembic.runtime.migration", "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def quiet_third_party(enabled: bool = True) -> None:
+    if not enabled:
+        return
+    for pattern in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # W&B: no banner, no 30-line run summary, no "anonymous setting" warning
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")

@@ -1,0 +1,126 @@
+"""Starting weights for a backbone: timm's published weights, or a local file.
+
+timm's weights are looked up in the Hugging Face cache first and loaded from the file found
+there, so a machine without network never makes a network call for cached weights. Weights
+that are not cached are downloaded when the machine is online (with Hugging Face's timeouts);
+offline, or when the download fails, one line names the model and the ways to get them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from oodlab._infra.errors import ConfigError, OodlabError
+
+log = logging.getLogger(__name__)
+
+#: the files of a timm weights repository on the Hugging Face hub, in timm's order
+HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+class MissingWeightsError(OodlabError, FileNotFoundError):
+    """Pretrained weights that are neither cached nor downloadable now."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(
+            f"Pretrained weights for {name!r} are not available: {reason}. Get them once on a machine "
+            "with network (they land in the Hugging Face cache, ~/.cache/huggingface, which HF_HOME "
+            "moves), copy that cache here, or pass a local file with model.weights=PATH "
+            "(and model.pretrained=false). Set HF_HUB_OFFLINE=1 to never try the network."
+        )
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def pretrained_file(name: str) -> str:
+    """A local file holding timm's pretrained weights for ``name`` (``resnet18`` or a tagged
+    ``resnet18.a1_in1k``), downloading it only when it is not cached and the hub is reachable."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ConfigError("model.pretrained", True, f"false: timm publishes no pretrained weights for {name}")
+    if cfg.file:
+        return str(cfg.file)
+    if cfg.hf_hub_id:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_FILES
+        for filename in files:
+            cached = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(cached, str):
+                return cached
+        if hub_offline():
+            raise MissingWeightsError(name, f"offline (HF_HUB_OFFLINE=1) and {cfg.hf_hub_id} is not in the cache")
+        errors = []
+        for filename in files:
+            try:
+                return hf_hub_download(cfg.hf_hub_id, filename)
+            except Exception as exc:  # no network, no such file, a proxy: try the next file
+                errors.append(f"{filename}: {type(exc).__name__}")
+        raise MissingWeightsError(name, f"downloading {cfg.hf_hub_id} failed ({'; '.join(errors)})")
+    cached_url = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+    if cached_url.is_file():
+        return str(cached_url)
+    if hub_offline():
+        raise MissingWeightsError(name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})")
+    try:
+        torch.hub.download_url_to_file(cfg.url, str(cached_url), progress=False)
+    except Exception as exc:
+        raise MissingWeightsError(name, f"downloading {cfg.url} failed ({type(exc).__name__})") from None
+    return str(cached_url)
+
+
+def read_state_dict(path: str | Path, prefix: str | None = None) -> dict[str, Tensor]:
+    """Tensors of a ``.safetensors`` or torch file (``{"state_dict": ...}`` and ``{"model": ...}``
+    wrappers unwrapped), with ``prefix`` removed from the keys that start with it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError("model.weights", str(path), "the path of an existing .pth, .pt or .safetensors file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError("model.weights", str(path), f"a readable weights file ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ConfigError("model.weights", str(path), "a file holding a state dict (names -> tensors)")
+    if prefix:
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return dict(state)
+
+
+def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None) -> None:
+    """Load a backbone's weights from a local file; keys the backbone lacks (the old
+    classifier) are dropped, and every backbone key must be found with its shape."""
+    state = read_state_dict(path, prefix)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or wrong:
+        problem = f"{len(missing)} of the model's {len(own)} tensors missing (e.g. {missing[:3]})" if missing else ""
+        if wrong:
+            k = wrong[0]
+            problem += ("; " if problem else "") + f"{k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}"
+        hint = f" (strip a key prefix with model.weights_prefix, e.g. {next(iter(state), '')!r})" if missing else ""
+        raise ConfigError("model.weights", str(path), f"weights of this backbone: {problem}{hint}")
+    dropped = [k for k in state if k not in own]
+    model.load_state_dict({k: state[k] for k in own})
+    log.info("loaded %d tensors from %s%s", len(own), path, f"; ignored {len(dropped)} (e.g. {dropped[:2]})" if dropped else "")

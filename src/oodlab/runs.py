@@ -1,0 +1,408 @@
+"""One run from a composed Hydra config: training (``src/train.py``) or the evaluation of a
+saved model (``src/eval.py``). Both end in ``oodlab.evaluate`` and write the same outputs.
+
+Imported by oodlab.cli only when a run starts, so the command lines answer ``--help`` without
+loading torch, Lightning or W&B.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from oodlab._infra.errors import ConfigError, MissingDataError
+from oodlab._infra.instantiate import instantiate
+from oodlab._infra.validate import number
+from oodlab.api import evaluate
+from oodlab.callbacks import OODMonitor, Preemption, RunState
+from oodlab.callbacks.checkpoint_io import AtomicCheckpointIO
+from oodlab.data.datamodule import OODDataModule
+from oodlab.evaluation.selection import plan_scores
+from oodlab.outputs import loggers as run_loggers
+from oodlab.outputs.console import print_results
+from oodlab.outputs.plots import plot_logit_norm_curve, plot_score_histograms, reliability_diagram
+from oodlab.outputs.record import RESULTS_FILE, RunInfo, RunRecord, empty_history
+from oodlab.outputs.scores_file import save_scores
+from oodlab.task import OODClassificationTask
+
+log = logging.getLogger("oodlab")
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+# -- config ---------------------------------------------------------------------------------
+def plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def config_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The run's config as plain values, without Hydra's own node (present under the compose API)."""
+    return {k: plain(v) for k, v in cfg.items() if k != "hydra"}
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def sweep_group() -> str | None:
+    """All jobs of one multirun share a W&B group: the sweep directory's name."""
+    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else None
+
+
+#: optimizer keys checked before training: (what it is, lowest value, whether that value is allowed)
+OPTIMIZER_CHECKS = {
+    "lr": ("the learning rate", 0.0, False),
+    "weight_decay": ("the weight decay", 0.0, True),
+    "momentum": ("the momentum", 0.0, True),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail on a bad value before minutes of training, with the key named."""
+    if cfg.trainer.get("max_epochs") is not None and cfg.trainer.max_epochs < 1:
+        raise ConfigError("trainer.max_epochs", cfg.trainer.max_epochs, "a positive integer")
+    if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", cfg.trainer.accelerator, "cpu or auto: this machine has no CUDA GPU")
+    for key, (what, low, inclusive) in OPTIMIZER_CHECKS.items():
+        if cfg.get("optimizer") is not None and key in cfg.optimizer:
+            allowed = f"a number {'>=' if inclusive else '>'} {low:g} ({what})"
+            value = number(f"optimizer.{key}", cfg.optimizer[key], allowed, finite=False)
+            if value < low or (value == low and not inclusive):
+                raise ConfigError(f"optimizer.{key}", cfg.optimizer[key], allowed)
+    if not cfg.eval.scores:
+        raise ConfigError("eval.scores", cfg.eval.scores, "a non-empty list of score names")
+    # `default` is the head's own score, always a valid name
+    params = plain(cfg.eval.get("params")) or {}
+    named = {str(n): params.get(str(n)) for n in cfg.eval.scores if str(n) != "default"}
+    plan_scores(named, plain(cfg.eval.get("grids")) or {})
+
+
+# -- building blocks ------------------------------------------------------------------------
+def build_datamodule(cfg: DictConfig) -> OODDataModule:
+    dm = OODDataModule(
+        dataset=cfg.data.dataset,
+        ood_sets=cfg.ood.sets,
+        val_ood=cfg.ood.get("val"),
+        curve_ood=cfg.ood.get("curve"),
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        cache_dir=cfg.paths.cache_dir,
+        seed=int(cfg.seed),
+        on_device=bool(cfg.data.get("on_device", True)),
+    )
+    dm.setup()
+    return dm
+
+
+def build_task(cfg: DictConfig, dm: OODDataModule) -> OODClassificationTask:
+    assert dm.data is not None
+    channels_last = cfg.get("channels_last", "auto")
+    if channels_last == "auto":
+        channels_last = str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") or (
+            cfg.trainer.get("accelerator") == "auto" and torch.cuda.is_available()
+        )
+    return OODClassificationTask(
+        backbone=cfg.model.backbone,
+        backbone_kwargs=plain(cfg.model.get("backbone_kwargs")) or {},
+        pretrained=bool(cfg.model.get("pretrained", False)),
+        weights=cfg.model.get("weights"),
+        weights_prefix=cfg.model.get("weights_prefix"),
+        loss=plain(cfg.loss),
+        num_classes=dm.num_classes,
+        in_chans=dm.data.shape[0],
+        mean=list(dm.data.mean),
+        std=list(dm.data.std),
+        augment=plain(cfg.data.get("augment")) or {},
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.get("scheduler")),
+        channels_last=bool(channels_last),
+        compile=bool(cfg.get("compile", False)),
+    )
+
+
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def build_loggers(cfg: DictConfig, tags: list[str], wandb_id: str | None = None) -> tuple[list[Any], bool]:
+    """The loggers of ``cfg.logger``, and whether W&B may upload artifacts (logger.wandb.artifacts).
+
+    W&B runs of a multirun share a group; a resumed run continues its W&B run (``wandb_id``).
+    """
+    loggers, artifacts = [], False
+    for name, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg is None:
+            continue
+        lcfg = plain(lcfg)
+        extra: dict[str, Any] = {}
+        if name == "wandb":
+            artifacts = bool(lcfg.pop("artifacts", True))
+            lcfg["log_model"] = bool(artifacts and not lcfg.get("offline", True))
+            extra = {"group": lcfg.get("group") or sweep_group(), "tags": [*(lcfg.get("tags") or []), *tags]}
+            if wandb_id:
+                extra |= {"id": wandb_id, "resume": "allow"}
+        try:
+            logger = instantiate(lcfg, **extra)
+        except Exception as exc:
+            missing = LOGGER_PACKAGES.get(name)
+            if (missing and isinstance(exc.__cause__ or exc, (ImportError, ModuleNotFoundError))) or ("requires" in str(exc) and missing):
+                raise ConfigError(
+                    "logger", name, f"a logger whose package is installed: pip install 'oodlab[{missing}]'"
+                ) from None
+            raise
+        if name == "wandb":
+            run_loggers.define_run_metrics(logger.experiment, run_loggers.monitored_scores(cfg))
+        loggers.append(logger)
+    return loggers, artifacts
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    return [*callbacks, RunState()]
+
+
+# -- the run's directory --------------------------------------------------------------------
+def newest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from: ``ckpt_path`` (a file, or ``last``: the newest in this
+    run's checkpoints/), or with ``resume`` the newest one if any."""
+    ckpt_dir = run_dir(cfg) / CHECKPOINT_DIR
+    given = cfg.get("ckpt_path")
+    if given == "last":
+        found = newest_checkpoint(ckpt_dir)
+        if found is None:
+            raise MissingDataError(
+                "checkpoint", str(ckpt_dir),
+                "ckpt_path=last resumes a run in its own directory: give the run's directory too "
+                "(hydra.run.dir=logs/runs/<run>), or pass the checkpoint file as ckpt_path=PATH.",
+            )
+        return found
+    if given:
+        path = Path(str(given)).expanduser()
+        if not path.is_file():
+            raise MissingDataError("checkpoint", str(path), "Pass an existing file, or ckpt_path=last.")
+        return path
+    return newest_checkpoint(ckpt_dir) if resume else None
+
+
+def requeued() -> bool:
+    """A SLURM job started again by its requeue (SLURM counts the restarts)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def run_info(cfg: DictConfig, task: OODClassificationTask, dataset: str, epochs: int, wall_s: float, **extra: Any) -> RunInfo:
+    hp = task.hparams
+    return RunInfo(
+        loss=task.head.name,
+        loss_params=task.head.hparams(),
+        backbone=hp.backbone,
+        dataset=dataset,
+        seed=int(cfg.seed),
+        epochs=int(epochs),
+        wall_s=round(wall_s, 2),
+        device=task.device.type,
+        experiment=cfg.get("experiment_name"),
+        overrides=overrides(),
+        **extra,
+    )
+
+
+def evaluate_task(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModule) -> RunRecord:
+    """The trained (or loaded) task through ``oodlab.evaluate``, as the Python API runs it."""
+    assert dm.data is not None
+    return evaluate(
+        task.model,
+        dm.data.test,
+        dm.ood,
+        scores=[str(s) for s in cfg.eval.scores],
+        params=plain(cfg.eval.get("params")) or {},
+        grids=plain(cfg.eval.get("grids")) or {},
+        id_val=dm.data.val,
+        val_ood=dm.val_ood,
+        id_train=dm.data.train,
+        normalize=task.normalize,
+        groups=plain(cfg.ood.get("groups")) or {},
+        mean_exclude=list(cfg.ood.get("mean_exclude") or []),
+        batch_size=cfg.data.eval_batch_size,
+        device=task.device,
+        dataset=dm.data.name,
+    )
+
+
+def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
+    """results.json, scores.npz and the plots, into the run's directory."""
+    out = run_dir(cfg)
+    record.write(out)
+    evaluation = record.evaluation
+    assert evaluation is not None
+    save_scores(out, evaluation.id_scores, evaluation.ood_scores)
+    if not cfg.get("plots", True):
+        return
+    run = record.run
+    title = f"{run.dataset} / {run.loss} {run.loss_params}"
+    if record.logit_norm and record.logit_norm.get("epoch"):
+        plot_logit_norm_curve(record.logit_norm, out / "logit_norm.png", title=title, ood_name=str(cfg.ood.get("curve")))
+    test = evaluation.outputs["id"]
+    reliability_diagram(test.logits, test.labels, out / "reliability.png", title=f"{title}: ID test")
+    plot_score_histograms(
+        {k: v.numpy() for k, v in evaluation.id_scores.items()},
+        {k: {s: t.numpy() for s, t in v.items()} for k, v in evaluation.ood_scores.items()},
+        out / "score_histograms.png",
+        title=title,
+    )
+
+
+def finished_run(cfg: DictConfig) -> RunRecord | None:
+    path = run_dir(cfg) / RESULTS_FILE
+    if not path.exists():
+        return None
+    record = RunRecord.read(path)
+    return record if record.status == "ok" else None
+
+
+# -- train ----------------------------------------------------------------------------------
+def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
+    """One training run and its OOD evaluation. Returns the results and the sweep objective."""
+    start = time.time()
+    validate(cfg)
+    resume = bool(cfg.get("resume", False)) or requeued()
+    if resume and (done := finished_run(cfg)) is not None:
+        log.info("resume: %s already finished (results.json says ok); skipped", run_dir(cfg))
+        return done.to_json(), float((done.val or {}).get("objective_value", float("nan")))
+    ckpt = resume_checkpoint(cfg, resume)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    task = build_task(cfg, dm)
+    assert dm.data is not None
+    head = task.head
+    tags = [f"loss:{head.name}", f"dataset:{dm.data.name}", f"backbone:{cfg.model.backbone}"]
+    tags += [f"{k}:{v}" for k, v in head.hparams().items()]
+    from oodlab.callbacks.run_state import saved_wandb_id
+
+    loggers, artifacts = build_loggers(cfg, tags, wandb_id=saved_wandb_id(str(ckpt)) if ckpt else None)
+    status = "failed"
+    try:
+        callbacks = build_callbacks(cfg)
+        state = next(c for c in callbacks if isinstance(c, RunState))
+        state.wandb_id = next((lg.experiment.id for lg in loggers if run_loggers.kind(lg) == "wandb"), None)
+        callbacks.append(Preemption(str(run_dir(cfg) / CHECKPOINT_DIR)))
+        trainer: L.Trainer = instantiate(
+            plain(cfg.trainer),
+            callbacks=callbacks,
+            logger=loggers or False,
+            use_distributed_sampler=False,
+            plugins=[AtomicCheckpointIO()],
+        )
+        for logger in loggers:
+            logger.log_hyperparams(
+                {
+                    **run_loggers.run_config(head.name, head.hparams(), dm.data.name, cfg.model.backbone),
+                    "loss_name": head.name,
+                    "loss_params": head.hparams(),
+                    "config": config_dict(cfg),
+                }
+            )
+        if ckpt is not None:
+            log.info("resuming from %s", ckpt)
+        trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+
+        monitor = next((c for c in callbacks if isinstance(c, OODMonitor)), None)
+        objective_key = f"val_ood/{cfg.eval.objective_score}/fpr95"
+        objective = monitor.last(objective_key) if monitor else float("nan")
+        record = evaluate_task(cfg, task, dm)
+        record.run = run_info(cfg, task, dm.data.name, trainer.current_epoch, time.time() - start)
+        record.logit_norm = monitor.history if monitor else empty_history()
+        record.val = {
+            "ood_set": "val",
+            "objective": objective_key,
+            "objective_value": objective,
+            "best_fpr95": monitor.best(objective_key) if monitor else float("nan"),
+            "history": monitor.val_ood_history if monitor else {},
+        }
+        if trainer.is_global_zero:
+            save_outputs(cfg, record)
+            run_loggers.log_record(loggers, record, run_dir(cfg), artifacts=artifacts)
+            print_results(record)
+            log.info("results: %s", run_dir(cfg) / RESULTS_FILE)
+        status = "ok"
+        return record.to_json(), objective
+    finally:
+        run_loggers.finish_loggers(loggers, status)
+
+
+# -- eval: a saved model, no training -------------------------------------------------------
+def build_fabric(cfg: DictConfig) -> Any:
+    """Processes and devices from the trainer group, so ``trainer=ddp`` shards evaluation too."""
+    from lightning.fabric import Fabric
+
+    tcfg = cfg.trainer
+    return Fabric(
+        accelerator=tcfg.get("accelerator", "auto"),
+        devices=tcfg.get("devices", 1),
+        num_nodes=tcfg.get("num_nodes", 1),
+        strategy=tcfg.get("strategy", "auto"),
+    )
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], float]:
+    """``python src/eval.py ckpt_path=...``: every score and OOD set of the config, on the
+    checkpoint's weights. Writes results.json (the training schema) into this run's directory."""
+    validate(cfg)
+    fabric = build_fabric(cfg)
+    return fabric.launch(_evaluate_checkpoint, cfg)
+
+
+def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], float]:
+    from oodlab.checkpoint import load_checkpoint
+
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
+    dm = build_datamodule(cfg)
+    task = loaded.task
+    assert dm.data is not None
+    expected = (task.hparams.num_classes, task.hparams.in_chans)
+    if (dm.num_classes, dm.data.shape[0]) != expected:
+        raise ConfigError(
+            "data", dm.data.name,
+            f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
+        )
+    task = task.to(fabric.device)
+    record = evaluate_task(cfg, task, dm)
+    record.run = run_info(
+        cfg, task, dm.data.name, loaded.epochs, time.time() - start,
+        checkpoint=str(loaded.path.resolve()), processes=fabric.world_size,
+    )
+    record.logit_norm = loaded.logit_norm or empty_history()
+    choice = record.scores.get(str(cfg.eval.objective_score))
+    objective = choice.val["fpr95"] if choice is not None and choice.val else float("nan")
+    if fabric.is_global_zero:
+        save_outputs(cfg, record)
+        loggers, artifacts = build_loggers(cfg, [f"loss:{task.head.name}", f"dataset:{dm.data.name}", "eval"])
+        try:
+            run_loggers.log_record(loggers, record, run_dir(cfg), artifacts=artifacts)
+        finally:
+            run_loggers.finish_loggers(loggers, "ok")
+        print_results(record)
+        log.info("results: %s", run_dir(cfg) / RESULTS_FILE)
+    return record.to_json(), objective
