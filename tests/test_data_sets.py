@@ -231,6 +231,27 @@ def test_mnist5k_rgb_is_real_digits_at_cifar_shape(data_dir: Path):
     assert ood.images[:, :, 0, 0].float().mean() < 5 and ood.images.amax(dim=(1, 2, 3)).float().mean() > 200
 
 
+def test_digit_transforms_use_validation_digits_only(data_dir: Path):
+    from oodlab.data.mnist5k import load_mnist5k
+    from oodlab.data.offline_ood import DIGIT_TRANSFORMS, mnist5k_digit_transforms
+
+    for kind in (*DIGIT_TRANSFORMS, "mix+rot90+blur"):
+        ood = mnist5k_digit_transforms(shape=(1, 28, 28), root=str(data_dir), kind=kind, n=30, seed=1)
+        again = mnist5k_digit_transforms(shape=(1, 28, 28), root=str(data_dir), kind=kind, n=30, seed=1)
+        assert ood.images.shape == (30, 1, 28, 28) and torch.equal(ood.images, again.images)
+        assert (ood.labels == -1).all()
+    # rotated validation digits are rotations of validation digits, never of test digits
+    split = load_mnist5k(data_dir)
+    rot = mnist5k_digit_transforms(shape=(1, 28, 28), root=str(data_dir), kind="rot90", n=20, seed=2).images
+    val = {t.rot90(k, (1, 2)).numpy().tobytes() for t in split.val.images for k in (1, -1)}
+    assert all(r.numpy().tobytes() in val for r in rot)
+    assert mnist5k_digit_transforms(shape=(3, 32, 32), root=str(data_dir), n=4).images.shape == (4, 3, 32, 32)
+    with pytest.raises(ConfigError, match="never test"):
+        mnist5k_digit_transforms(shape=(1, 28, 28), root=str(data_dir), split="test")
+    with pytest.raises(UnknownNameError):
+        mnist5k_digit_transforms(shape=(1, 28, 28), root=str(data_dir), kind="nope")
+
+
 def test_fit_and_channel_helpers():
     grey = torch.arange(28 * 28, dtype=torch.float32).div(28 * 28 / 255).to(torch.uint8).view(1, 1, 28, 28)
     up = fit_tensor(grey, (3, 32, 32))

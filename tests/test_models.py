@@ -174,3 +174,15 @@ def test_reference_initialisation() -> None:
     bn = model.stem[1]
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
     assert torch.all(model.fc.bias == 0)
+
+
+def test_small_cnn_standardize_makes_it_scale_invariant() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("small_cnn", num_classes=10, standardize=True).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        # per-image standardisation: f(a * x + b) = f(x) for a > 0 (up to the 1e-3 std floor)
+        assert torch.allclose(model(x), model(3.0 * x + 0.5), atol=1e-2)
+    plain = timm.create_model("small_cnn", num_classes=10).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), plain(3.0 * x + 0.5), atol=1e-3)

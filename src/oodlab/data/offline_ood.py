@@ -175,3 +175,85 @@ def uniform_noise(*, shape: Shape, n: int = 1000, seed: int = 0) -> ImageTensors
     return ImageTensors.unlabeled(
         torch.randint(0, 256, (n, channels, height, width), generator=gen, dtype=torch.uint8)
     )
+
+
+DIGIT_TRANSFORMS = ("mix", "permute", "rot90", "blur", "invert")
+
+
+def mnist5k_digit_transforms(
+    *,
+    shape: Shape,
+    root: str | Path,
+    kind: str = "mix",
+    n: int = 1000,
+    seed: int = 0,
+    split: str = "val",
+    val_size: int = 500,
+    test_size: int = 1000,
+    split_seed: int = 0,
+) -> ImageTensors:
+    """OOD images made from MNIST-5k digits of one split (default: the validation split, never
+    the test split), for validating OOD detectors of MNIST-5k models without touching any test
+    OOD set:
+
+    * ``mix``: the pixelwise maximum of two digits of different classes (reads as neither);
+    * ``permute``: each digit's pixels randomly permuted (digit intensities, no shape);
+    * ``rot90``: digits rotated by 90 degrees (zeros left out, they stay zero-like);
+    * ``blur``: digits blurred with a Gaussian of sigma 2.5 pixels and contrast-restored;
+    * ``invert``: 255 - digit (white background).
+
+    ``kind`` may join several with ``+`` (``mix+rot90+blur``): equal shares of each.
+
+    The split arguments must match ``data.dataset`` so that the digits come from that split.
+    """
+    from oodlab.data.mnist5k import load_mnist5k
+
+    channels, height, width = _check(n, shape)
+    kinds = [k.strip() for k in kind.split("+")]
+    if len(kinds) > 1:  # "mix+rot90": equal shares of each transform, in one set
+        shares = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
+        parts = [
+            mnist5k_digit_transforms(shape=shape, root=root, kind=k, n=m, seed=seed + i, split=split,
+                                     val_size=val_size, test_size=test_size, split_seed=split_seed).images
+            for i, (k, m) in enumerate(zip(kinds, shares))
+        ]
+        return ImageTensors.unlabeled(torch.cat(parts))
+    if kind not in DIGIT_TRANSFORMS:
+        raise UnknownNameError("digit transform", kind, DIGIT_TRANSFORMS)
+    if split not in ("train", "val"):
+        raise ConfigError("ood.sets.<name>.split", split, "train or val (never test)")
+    digits = getattr(load_mnist5k(root, val_size, test_size, split_seed), split)
+    images, labels = digits.images.float(), digits.labels
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "mix":
+        first = torch.from_numpy(rng.integers(len(labels), size=n))
+        second = torch.from_numpy(rng.integers(len(labels), size=n))
+        clash = labels[first] == labels[second]
+        while clash.any():
+            second[clash] = torch.from_numpy(rng.integers(len(labels), size=int(clash.sum())))
+            clash = labels[first] == labels[second]
+        out = torch.maximum(images[first], images[second])
+    else:
+        pool = torch.nonzero(labels != 0).flatten() if kind == "rot90" else torch.arange(len(labels))
+        x = images[pool[torch.from_numpy(rng.integers(len(pool), size=n))]]
+        if kind == "permute":
+            flat = x.flatten(1)
+            order = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1)
+            out = flat.gather(1, order).view_as(x)
+        elif kind == "rot90":
+            turn = torch.from_numpy(rng.integers(2, size=n)).bool().view(-1, 1, 1, 1)
+            out = torch.where(turn, x.rot90(1, (2, 3)), x.rot90(-1, (2, 3)))
+        elif kind == "blur":
+            t = torch.arange(-7, 8, dtype=torch.float32)
+            k1 = torch.exp(-0.5 * (t / 2.5) ** 2)
+            k1 = k1 / k1.sum()
+            kernel = (k1[:, None] * k1[None, :]).view(1, 1, 15, 15)
+            out = torch.nn.functional.conv2d(x, kernel, padding=7)
+            out = out * (255.0 / out.flatten(1).amax(1).clamp_min(1.0).view(-1, 1, 1, 1))
+        else:  # invert
+            out = 255.0 - x
+    if out.shape[1] != channels or out.shape[2:] != (height, width):
+        out = torch.nn.functional.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+        out = out.expand(-1, channels, -1, -1) if channels != out.shape[1] else out
+    return ImageTensors.unlabeled(out.round().clamp(0, 255).to(torch.uint8).contiguous())

@@ -20,12 +20,20 @@ from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 __all__ = ["SmallCNN", "small_cnn"]
 
 
-def _conv_bn(in_chs: int, out_chs: int) -> nn.Sequential:
+def _conv_bn(in_chs: int, out_chs: int, act_bound: float | None = None) -> nn.Sequential:
+    act = nn.ReLU(inplace=True) if act_bound is None else nn.Hardtanh(0.0, act_bound, inplace=True)
     return nn.Sequential(
         nn.Conv2d(in_chs, out_chs, 3, padding=1, bias=False),
         nn.BatchNorm2d(out_chs),
-        nn.ReLU(inplace=True),
+        act,
     )
+
+
+def standardize_images(x: Tensor, eps: float = 1e-3) -> Tensor:
+    """Each image to zero mean and unit standard deviation over all its pixels and channels."""
+    flat = x.flatten(1)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return (x - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + eps)
 
 
 class SmallCNN(PooledBackbone):
@@ -42,15 +50,22 @@ class SmallCNN(PooledBackbone):
         widths: tuple[int, ...] = (16, 32, 64),
         drop_rate: float = 0.0,
         global_pool: str = "max",
+        standardize: bool = False,
+        act_bound: float | None = None,
         **_: Any,
     ):
+        """``standardize``: per-image standardisation of the input, which makes the network
+        invariant to input scale and offset, f(a * x + b) = f(x) for a > 0 (a ReLU network's
+        confidence otherwise grows without bound along a * x). ``act_bound``: ReLU clipped at
+        this value (Hardtanh(0, act_bound); 6 = ReLU6) instead of a plain ReLU."""
         super().__init__()
         self.drop_rate = drop_rate
+        self.standardize = bool(standardize)
         stages: list[nn.Module] = []
         chs = in_chans
         for i, width in enumerate(widths):
-            stages.append(_conv_bn(chs, width))
-            stages.append(_conv_bn(width, width))
+            stages.append(_conv_bn(chs, width, act_bound))
+            stages.append(_conv_bn(width, width, act_bound))
             if i < len(widths) - 1:
                 stages.append(nn.MaxPool2d(2))
             chs = width
@@ -58,7 +73,7 @@ class SmallCNN(PooledBackbone):
         self._init_head(chs, num_classes, global_pool, drop_rate, (in_chans, 28, 28))
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        return self.features(standardize_images(x) if self.standardize else x)
 
 
 @register_backbone
