@@ -67,7 +67,9 @@ def load_checkpoint(path: str | Path | None, map_location: str | torch.device = 
 
 
 def _epochs_completed(raw: dict[str, Any]) -> int:
+    """Epochs whose training ran to the end. ``processed``, not ``completed``: a checkpoint
+    written at the end of an epoch is written before Lightning counts the epoch completed."""
     try:
-        return int(raw["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+        return int(raw["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         return int(raw.get("epoch", 0))

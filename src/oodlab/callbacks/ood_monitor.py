@@ -110,9 +110,24 @@ class OODMonitor(L.Callback):
         values = self.val_ood_history.get(key, [])
         return values[-1] if values else float("nan")
 
+    def _epoch_means(self) -> dict[str, MeanMetric]:
+        """The training-epoch averages still running when a checkpoint is written mid-epoch."""
+        return {"train_norm": self.norms["train"], "train_loss": self.loss}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "val_ood_history": self.val_ood_history}
+        state: dict[str, Any] = {"history": self.history, "val_ood_history": self.val_ood_history}
+        if hasattr(self, "loss"):
+            state["running"] = {
+                name: {k: v.detach().cpu() for k, v in metric.metric_state.items()}
+                for name, metric in self._epoch_means().items()
+            }
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = state_dict.get("history", self.history)
         self.val_ood_history = state_dict.get("val_ood_history", self.val_ood_history)
+        # a resumed mid-epoch run continues the epoch's averages (setup() ran before this)
+        for name, metric in self._epoch_means().items() if hasattr(self, "loss") else ():
+            for key, value in (state_dict.get("running") or {}).get(name, {}).items():
+                setattr(metric, key, value.to(getattr(metric, key).device))
+                metric._update_count = 1

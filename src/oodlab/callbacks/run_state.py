@@ -38,11 +38,18 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 class RunState(L.Callback):
     """Saves the RNG states and the W&B run id in checkpoints; restores the RNG states when
-    training resumes from one. ``wandb_id`` is set by the run before training."""
+    training resumes from one. ``wandb_id`` is set by the run before training.
+
+    It also hands a mid-epoch checkpoint's loader position back to the training batches.
+    Lightning does that itself, except when ``configure_optimizers`` reads
+    ``trainer.estimated_stepping_batches`` (as a cosine schedule over all steps does), which
+    builds the loader before the checkpoint is read (Lightning issue #20550).
+    """
 
     def __init__(self) -> None:
         self.wandb_id: str | None = None
         self._restore: dict[str, Any] | None = None
+        self._loader_state: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         # pickled-free types only (tuples, lists, ints, tensors): checkpoints load with weights_only=True
@@ -52,10 +59,19 @@ class RunState(L.Callback):
         self._restore = state_dict.get("rng")
         self.wandb_id = state_dict.get("wandb_id") or self.wandb_id
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or []
+        self._loader_state = states[0] if len(states) == 1 else None
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._restore is not None:
             set_rng_states(_unplain(self._restore))
             self._restore = None
+        loader = trainer.train_dataloader
+        # the batches load lazily: the position set here is read when the first one is fetched
+        if self._loader_state and self._loader_state.get("batches") and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(self._loader_state)
+        self._loader_state = None
 
 
 def _plain(states: dict[str, Any]) -> dict[str, Any]:
