@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from oodlab._infra.errors import OodlabError
 from oodlab.metrics import OODMetrics, ood_metrics
 
-KEYS = {"fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood"}
+KEYS = {"fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood", "aupr_in_openood", "aupr_out_openood"}
 
 
 # ---------------------------------------------------------------- references
@@ -52,6 +58,9 @@ def sklearn_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str, 
         "aupr_out": average_precision_score(1 - y, -s),
         "fpr95": fpr95_reference(id_scores, ood_scores),
         "fpr95_openood": fpr95_openood_reference(id_scores, ood_scores),
+        # OpenOOD's evaluator (openood/evaluators/metrics.py): auc(recall, precision)
+        "aupr_in_openood": auc(*precision_recall_curve(y, s)[1::-1]),
+        "aupr_out_openood": auc(*precision_recall_curve(1 - y, -s)[1::-1]),
     }
 
 
@@ -137,7 +146,10 @@ def test_fpr95_exact_at_95_percent_boundary():
 
 def test_perfect_separation():
     r = ood_metrics(torch.tensor([2.0, 3.0, 4.0]), torch.tensor([-1.0, 0.0, 1.0]))
-    assert r == {"fpr95": 0.0, "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95_openood": 0.0}
+    assert r == {
+        "fpr95": 0.0, "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95_openood": 0.0,
+        "aupr_in_openood": 1.0, "aupr_out_openood": 1.0,
+    }  # fmt: skip
 
 
 def test_reversed():

@@ -37,7 +37,9 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: str | Path | None, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
     if path is None or str(path).strip() == "":
-        raise CheckpointError("", f"was not given. Pass ckpt_path=PATH. {HOW_TO_GET}")
+        raise CheckpointError(
+            "", f"was not given. Pass ckpt_path=PATH, or arch=<timm or torchvision:name> weights=PATH for any other classifier. {HOW_TO_GET}"
+        )
     path = Path(path).expanduser()
     if not path.is_file():
         problem = "is a directory, not a file" if path.is_dir() else "not found"

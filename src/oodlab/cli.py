@@ -8,13 +8,14 @@ importable and testable through Hydra's compose API.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from oodlab._infra.errors import find_user_error
 
@@ -54,6 +55,7 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
     a checkpoint; it records ``status: interrupted`` and exits with 128 + the signal number,
     after calling the handler that was there before (a cluster's requeue).
     """
+    from oodlab._infra import early_wandb
     from oodlab.callbacks.preemption import RunInterrupted
     from oodlab.outputs.console import make_console
 
@@ -79,6 +81,15 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
             raise
         console.print(f"[bold red]error[/]: {message}", highlight=False)
         sys.exit(1)
+    finally:
+        early_wandb.discard()
+
+
+def sweep_group() -> str | None:
+    """All jobs of one multirun share a W&B group: the sweep directory's name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else None
 
 
 def is_multirun() -> bool:
@@ -99,17 +110,51 @@ def write_record(cfg: DictConfig, status: str, error: str, trace: str | None) ->
     build_record(run, status=status, error=error, traceback=trace).write(Path(cfg.paths.output_dir))
 
 
-def train_main(cfg: DictConfig) -> float | None:
+def prepare_process(cfg: DictConfig) -> None:
+    """Process-wide settings of a run: quiet third-party libraries, keep freed memory."""
+    from oodlab._infra.memory import keep_freed_memory
     from oodlab._infra.quiet import quiet_third_party
 
     quiet_third_party(not cfg.get("verbose_third_party", False))
+    keep_freed_memory()
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is not None:
+        # wandb.init imports W&B's public API, whose pydantic models call inspect.getmodule
+        # over every loaded module: 2 s once torch, timm and Lightning are loaded, 0.2 s before
+        import wandb.apis.public  # noqa: F401
+
+        from oodlab._infra import early_wandb
+
+        resumes = cfg.get("ckpt_path") or cfg.get("resume") or os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+        if not resumes:
+            settings = OmegaConf.to_container(wandb_cfg, resolve=True)
+            settings["group"] = settings.get("group") or sweep_group()
+            settings["tags"] = [*(settings.get("tags") or []), *expected_tags(cfg)]
+            early_wandb.start(settings)
+
+
+def expected_tags(cfg: DictConfig) -> list[str]:
+    """The run's W&B tags as far as the config tells them before anything is built (the run
+    adds any it could not foresee, e.g. a folder dataset's name): loss, dataset, backbone and
+    the loss's own hyperparameters."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("loss") is None or cfg.get("model") is None:  # src/eval.py: the checkpoint tells
+        return []
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    loss = choices.get("loss") or str(cfg.loss.get("_target_", "")).rsplit(".", 1)[-1]
+    dataset = cfg.data.dataset.get("name") or choices.get("data")
+    params = [f"{k}:{float(v) if isinstance(v, int) else v}" for k, v in cfg.loss.items() if k != "_target_" and v is not None]
+    return [f"loss:{loss}", f"dataset:{dataset}", f"backbone:{cfg.model.backbone}", *params]
+
+
+def train_main(cfg: DictConfig) -> float | None:
+    prepare_process(cfg)
     return guarded(train, cfg)
 
 
 def eval_main(cfg: DictConfig) -> float | None:
-    from oodlab._infra.quiet import quiet_third_party
-
-    quiet_third_party(not cfg.get("verbose_third_party", False))
+    prepare_process(cfg)
     return guarded(evaluate_checkpoint, cfg)
 
 

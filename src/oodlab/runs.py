@@ -16,20 +16,20 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from oodlab._infra import early_wandb
 from oodlab._infra.errors import ConfigError, MissingDataError
 from oodlab._infra.instantiate import instantiate
 from oodlab._infra.validate import number
 from oodlab.api import evaluate
 from oodlab.callbacks import OODMonitor, Preemption, RunState
 from oodlab.callbacks.checkpoint_io import AtomicCheckpointIO
+from oodlab.cli import sweep_group
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation.selection import plan_scores
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs.console import print_results
-from oodlab.outputs.plots import plot_logit_norm_curve, plot_score_histograms, reliability_diagram
 from oodlab.outputs.record import RESULTS_FILE, RunInfo, RunRecord, empty_history
 from oodlab.outputs.scores_file import save_scores
 from oodlab.task import OODClassificationTask
@@ -53,17 +53,8 @@ def run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def sweep_group() -> str | None:
-    """All jobs of one multirun share a W&B group: the sweep directory's name."""
-    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else None
 
 
 #: optimizer keys checked before training: (what it is, lowest value, whether that value is allowed)
@@ -101,6 +92,7 @@ def build_datamodule(cfg: DictConfig) -> OODDataModule:
         ood_sets=cfg.ood.sets,
         val_ood=cfg.ood.get("val"),
         curve_ood=cfg.ood.get("curve"),
+        curve_n=cfg.ood.get("curve_n"),
         batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size,
         cache_dir=cfg.paths.cache_dir,
@@ -157,19 +149,33 @@ def build_loggers(cfg: DictConfig, tags: list[str], wandb_id: str | None = None)
             extra = {"group": lcfg.get("group") or sweep_group(), "tags": [*(lcfg.get("tags") or []), *tags]}
             if wandb_id:
                 extra |= {"id": wandb_id, "resume": "allow"}
+            elif (started := early_wandb.take()) is not None:
+                if missing := [t for t in tags if t not in started.tags]:
+                    started.tags = (*started.tags, *missing)
+                extra = {"experiment": started}
+        if str(lcfg.get("tracking_uri", "")).startswith("sqlite:///"):
+            # SQLite creates a missing database file, not a missing folder
+            Path(str(lcfg["tracking_uri"]).removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
             logger = instantiate(lcfg, **extra)
         except Exception as exc:
-            missing = LOGGER_PACKAGES.get(name)
-            if (missing and isinstance(exc.__cause__ or exc, (ImportError, ModuleNotFoundError))) or ("requires" in str(exc) and missing):
+            if name in LOGGER_PACKAGES and _missing_module(exc):
                 raise ConfigError(
-                    "logger", name, f"a logger whose package is installed: pip install 'oodlab[{missing}]'"
+                    "logger", name, f"a logger whose package is installed: pip install 'oodlab[{LOGGER_PACKAGES[name]}]'"
                 ) from None
             raise
         if name == "wandb":
             run_loggers.define_run_metrics(logger.experiment, run_loggers.monitored_scores(cfg))
         loggers.append(logger)
     return loggers, artifacts
+
+
+def _missing_module(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, ImportError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -210,28 +216,30 @@ def requeued() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
 
 
-def run_info(cfg: DictConfig, task: OODClassificationTask, dataset: str, epochs: int, wall_s: float, **extra: Any) -> RunInfo:
-    hp = task.hparams
+def run_info(cfg: DictConfig, model: Any, dataset: str, epochs: int | None, wall_s: float, device: torch.device, **extra: Any) -> RunInfo:
+    """The ``run`` section for an oodlab task (loss head and backbone from it) or, for
+    ``src/eval.py arch=...``, any other model."""
+    head = getattr(model, "head", None)
     return RunInfo(
-        loss=task.head.name,
-        loss_params=task.head.hparams(),
-        backbone=hp.backbone,
+        loss=getattr(head, "name", None),
+        loss_params=head.hparams() if hasattr(head, "hparams") else {},
+        backbone=model.hparams.backbone if hasattr(model, "hparams") else str(cfg.get("arch")),
         dataset=dataset,
         seed=int(cfg.seed),
-        epochs=int(epochs),
+        epochs=None if epochs is None else int(epochs),
         wall_s=round(wall_s, 2),
-        device=task.device.type,
+        device=device.type,
         experiment=cfg.get("experiment_name"),
         overrides=overrides(),
         **extra,
     )
 
 
-def evaluate_task(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModule) -> RunRecord:
-    """The trained (or loaded) task through ``oodlab.evaluate``, as the Python API runs it."""
+def evaluate_task(cfg: DictConfig, model: Any, normalize: Any, device: torch.device, dm: OODDataModule) -> RunRecord:
+    """A trained or loaded model through ``oodlab.evaluate``, as the Python API runs it."""
     assert dm.data is not None
     return evaluate(
-        task.model,
+        model,
         dm.data.test,
         dm.ood,
         scores=[str(s) for s in cfg.eval.scores],
@@ -240,13 +248,26 @@ def evaluate_task(cfg: DictConfig, task: OODClassificationTask, dm: OODDataModul
         id_val=dm.data.val,
         val_ood=dm.val_ood,
         id_train=dm.data.train,
-        normalize=task.normalize,
+        normalize=normalize,
         groups=plain(cfg.ood.get("groups")) or {},
         mean_exclude=list(cfg.ood.get("mean_exclude") or []),
         batch_size=cfg.data.eval_batch_size,
-        device=task.device,
+        device=device,
         dataset=dm.data.name,
     )
+
+
+SEEN_VAL_WARNING = (
+    "the ID validation images were drawn from the training images (data.dataset.val_from=train): "
+    "score settings and the temperature were chosen on images the model was trained on"
+)
+
+
+def note_validation_source(record: RunRecord, dm: OODDataModule) -> None:
+    assert dm.data is not None
+    record.id = {**(record.id or {}), "val_from": dm.data.val_from}
+    if dm.data.val_from == "train":
+        record.warnings.append(SEEN_VAL_WARNING)
 
 
 def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
@@ -258,6 +279,12 @@ def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
     save_scores(out, evaluation.id_scores, evaluation.ood_scores)
     if not cfg.get("plots", True):
         return
+    from oodlab.outputs.plots import (
+        plot_logit_norm_curve,
+        plot_score_histograms,
+        reliability_diagram,
+    )
+
     run = record.run
     title = f"{run.dataset} / {run.loss} {run.loss_params}"
     if record.logit_norm and record.logit_norm.get("epoch"):
@@ -329,8 +356,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
         monitor = next((c for c in callbacks if isinstance(c, OODMonitor)), None)
         objective_key = f"val_ood/{cfg.eval.objective_score}/fpr95"
         objective = monitor.last(objective_key) if monitor else float("nan")
-        record = evaluate_task(cfg, task, dm)
-        record.run = run_info(cfg, task, dm.data.name, trainer.current_epoch, time.time() - start)
+        record = evaluate_task(cfg, task.model, task.normalize, task.device, dm)
+        note_validation_source(record, dm)
+        record.run = run_info(cfg, task, dm.data.name, trainer.current_epoch, time.time() - start, task.device)
         record.logit_norm = monitor.history if monitor else empty_history()
         record.val = {
             "ood_set": "val",
@@ -372,33 +400,76 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     return fabric.launch(_evaluate_checkpoint, cfg)
 
 
+def plain_model(cfg: DictConfig, dm: OODDataModule) -> torch.nn.Module:
+    """``arch=<timm name>`` or ``arch=torchvision:<name>``, built for the data's classes and
+    channels, with the state dict of ``weights`` (keys may carry ``weights_prefix``)."""
+    import timm
+
+    from oodlab._infra.errors import UnknownNameError
+    from oodlab.models.pretrained import load_weights
+
+    assert dm.data is not None
+    arch, weights = str(cfg.arch), cfg.get("weights")
+    if not weights:
+        raise ConfigError("weights", weights, f"the path of the {arch} state dict to evaluate (weights=PATH)")
+    classes, channels = dm.num_classes, dm.data.shape[0]
+    if arch.startswith("torchvision:"):
+        import torchvision
+
+        name = arch.split(":", 1)[1]
+        if name not in torchvision.models.list_models():
+            raise UnknownNameError("torchvision model", name, torchvision.models.list_models())
+        if channels != 3:
+            raise ConfigError("data", dm.data.name, f"RGB images: torchvision's {name} takes 3 channels")
+        model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+    else:
+        if not timm.is_model(arch):
+            raise UnknownNameError("timm model (arch)", arch, timm.list_models(), hint="torchvision models: arch=torchvision:<name>.")
+        model = timm.create_model(arch, pretrained=False, num_classes=classes, in_chans=channels)
+    load_weights(model, weights, prefix=cfg.get("weights_prefix"), key="weights")
+    return model.eval()
+
+
 def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], float]:
     from oodlab.checkpoint import load_checkpoint
+    from oodlab.data.augment import Normalize
 
     start = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
-    dm = build_datamodule(cfg)
-    task = loaded.task
-    assert dm.data is not None
-    expected = (task.hparams.num_classes, task.hparams.in_chans)
-    if (dm.num_classes, dm.data.shape[0]) != expected:
-        raise ConfigError(
-            "data", dm.data.name,
-            f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
-        )
-    task = task.to(fabric.device)
-    record = evaluate_task(cfg, task, dm)
+    if cfg.get("arch"):
+        dm = build_datamodule(cfg)
+        assert dm.data is not None
+        model = plain_model(cfg, dm).to(fabric.device)
+        normalize: Any = Normalize(dm.data.mean, dm.data.std)
+        epochs, checkpoint, history = None, str(Path(str(cfg.weights)).expanduser().resolve()), empty_history()
+    else:
+        loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
+        dm = build_datamodule(cfg)
+        assert dm.data is not None
+        task = loaded.task
+        expected = (task.hparams.num_classes, task.hparams.in_chans)
+        if (dm.num_classes, dm.data.shape[0]) != expected:
+            raise ConfigError(
+                "data", dm.data.name,
+                f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
+            )
+        model = task.to(fabric.device)
+        normalize = task.normalize
+        epochs, checkpoint, history = loaded.epochs, str(loaded.path.resolve()), loaded.logit_norm or empty_history()
+    scored = model.model if isinstance(model, OODClassificationTask) else model
+    record = evaluate_task(cfg, scored, normalize, fabric.device, dm)
+    note_validation_source(record, dm)
     record.run = run_info(
-        cfg, task, dm.data.name, loaded.epochs, time.time() - start,
-        checkpoint=str(loaded.path.resolve()), processes=fabric.world_size,
+        cfg, model, dm.data.name, epochs, time.time() - start, fabric.device,
+        checkpoint=checkpoint, processes=fabric.world_size,
     )
-    record.logit_norm = loaded.logit_norm or empty_history()
+    record.logit_norm = history
     choice = record.scores.get(str(cfg.eval.objective_score))
     objective = choice.val["fpr95"] if choice is not None and choice.val else float("nan")
     if fabric.is_global_zero:
         save_outputs(cfg, record)
-        loggers, artifacts = build_loggers(cfg, [f"loss:{task.head.name}", f"dataset:{dm.data.name}", "eval"])
+        tags = [f"dataset:{dm.data.name}", "eval", *([f"loss:{record.run.loss}"] if record.run.loss else [])]
+        loggers, artifacts = build_loggers(cfg, tags)
         try:
             run_loggers.log_record(loggers, record, run_dir(cfg), artifacts=artifacts)
         finally:

@@ -17,8 +17,16 @@ NOISY_WARNINGS = (
     r".*does not have many workers.*",  # no DataLoader workers: batches are indexed tensors
     r".*The number of training batches.*is smaller than the logging interval.*",
 )
-#: loggers whose INFO lines are set-up chatter (alembic's "setup plugin ..." under Optuna)
-CHATTY_LOGGERS = ("alembic", "alembic.runtime.migration", "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+#: loggers whose INFO lines are set-up chatter: alembic's "setup plugin ..." (Optuna's and
+#: MLflow's SQLite stores), MLflow's "Creating initial MLflow database tables", Lightning's
+#: "GPU available", "💡 Tip: ... litlogger" and trainer summaries
+CHATTY_LOGGERS = (
+    "alembic",
+    "alembic.runtime.migration",
+    "mlflow",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
 
 
 def quiet_third_party(enabled: bool = True) -> None:

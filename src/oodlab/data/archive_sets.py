@@ -117,7 +117,7 @@ def openood_ood_set(
         raise ConfigError("ood.sets.<name>.benchmark", benchmark, "cifar10 or cifar100")
     base = Path(root).expanduser() / "openood"
     how = (f"Run OpenOOD's scripts/download/download.py --contents datasets, put benchmark_imglist.zip and "
-           f"images_classic/{name}.zip in {base}, or install gdown (pip install gdown) to let oodlab fetch them.")
+           f"images_classic/{name}.zip in {base}, or install gdown (pip install 'oodlab[openood]') to let oodlab fetch them.")
     lists = _inner(ensure_extracted(OPENOOD_IMGLIST, base, download, how, into="imglist"), "benchmark_imglist")
     images = ensure_extracted(OPENOOD_IMAGES[name], base, download, how, into=f"images_{name}")
     entries = _read_imglist(lists / benchmark / f"test_{name}.txt")

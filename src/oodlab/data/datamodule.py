@@ -81,6 +81,7 @@ class OODDataModule(L.LightningDataModule):
         ood_sets: Mapping[str, DictConfig],
         val_ood: DictConfig | None,
         curve_ood: str | None = None,
+        curve_n: int | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 512,
         cache_dir: str | Path | None = None,
@@ -96,6 +97,7 @@ class OODDataModule(L.LightningDataModule):
         self.ood_cfgs = usable_ood_sets(ood_sets)
         self.val_ood_cfg = val_ood
         self.curve_ood = curve_ood
+        self.curve_n = curve_n
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.cache_dir = cache_dir
@@ -162,8 +164,17 @@ class OODDataModule(L.LightningDataModule):
         if self.val_ood is not None:
             sets.append(self.val_ood)
         if self.curve_ood is not None:
-            sets.append(self.ood[self.curve_ood])
+            sets.append(self.curve_set())
         return [EvalBatches(self._placed(d, device), self.eval_batch_size, world, rank) for d in sets]
+
+    def curve_set(self) -> ImageTensors:
+        """The tracked OOD set, or a fixed random ``curve_n`` of its images: the mean logit norm
+        of a few hundred images is as good a curve, and it is computed every epoch."""
+        data = self.ood[self.curve_ood]
+        if self.curve_n is None or self.curve_n >= len(data):
+            return data
+        keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: self.curve_n]
+        return data.subset(keep.sort().values)
 
     def val_loader_roles(self) -> list[str]:
         roles = ["val_id"]

@@ -14,6 +14,9 @@ from torch import Tensor
 from oodlab._infra.errors import ConfigError
 from oodlab.data.types import ImageTensors, SplitData
 
+#: where the ID validation images come from (data.dataset.val_from)
+VAL_SOURCES = ("held_out", "train")
+
 
 def _count(size: int | float, total: int, key: str) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, float)):
@@ -63,16 +66,24 @@ def assemble(
     *,
     val: ImageTensors | None = None,
     val_size: int | float = 0.1,
+    val_from: str = "held_out",
     split_seed: int = 0,
     train_subset: int | float | None = None,
     mean: tuple[float, ...] | list[float] | None = None,
     std: tuple[float, ...] | list[float] | None = None,
 ) -> SplitData:
     """SplitData from a train and a test split: val carved from train (unless given), then
-    an optional stratified training subset; mean/std computed on the training images if not given."""
+    an optional stratified training subset; mean/std computed on the training images if not given.
+
+    ``val_from``: ``held_out`` removes the val images from training; ``train`` draws them from
+    the training images and trains on all of them, as the LogitNorm and IsoMax papers train on
+    all 50,000 CIFAR images (their val images have then been seen in training).
+    """
+    if val_from not in VAL_SOURCES:
+        raise ConfigError("data.dataset.val_from", val_from, f"one of {', '.join(VAL_SOURCES)}")
     if val is None:
         rest, carved = carve(train.labels, val_size, split_seed, "data.dataset.val_size")
-        train, val = train.subset(rest), train.subset(carved)
+        train, val = (train.subset(rest) if val_from == "held_out" else train), train.subset(carved)
     if train_subset is not None and not (isinstance(train_subset, int) and train_subset >= len(train)):
         # a distinct seed stream from the val split, so the subset is not the val complement
         _, keep = carve(train.labels, train_subset, split_seed + 1, "data.dataset.train_subset")
@@ -88,4 +99,4 @@ def assemble(
             raise ConfigError(key, list(value), f"a list of {channels} per-channel values")
     if min(std) <= 0:
         raise ConfigError("data.dataset.std", list(std), "positive values")
-    return SplitData(name, train, val, test, mean, std)
+    return SplitData(name, train, val, test, mean, std, val_from=val_from)

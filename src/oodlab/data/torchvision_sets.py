@@ -141,9 +141,11 @@ def load_torchvision_id(
     std: Sequence[float] | None = None,
     download: bool = True,
     cache_dir: str | None = None,
+    val_from: str = "held_out",
 ) -> SplitData:
     """CIFAR-10, CIFAR-100 or SVHN: the official train split minus a stratified val split
-    (``val_size``, fixed ``split_seed``), and the official test split."""
+    (``val_size``, fixed ``split_seed``; with ``val_from=train`` the val images are drawn from
+    the training images and training keeps all of them), and the official test split."""
     if name not in ID_DATASETS:
         raise UnknownNameError("in-distribution torchvision dataset", name, ID_DATASETS,
                                hint="For your own images use data=folder.")
@@ -156,6 +158,7 @@ def load_torchvision_id(
         ImageTensors(train["images"], train["labels"], classes),
         ImageTensors(test["images"], test["labels"], classes),
         val_size=val_size,
+        val_from=val_from,
         split_seed=split_seed,
         train_subset=train_subset,
         mean=spec.mean if mean is None else mean,

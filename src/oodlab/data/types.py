@@ -54,6 +54,8 @@ class SplitData:
     test: ImageTensors
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: ``held_out`` (not trained on) or ``train`` (drawn from the training images)
+    val_from: str = "held_out"
 
     @property
     def num_classes(self) -> int:

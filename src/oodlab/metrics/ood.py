@@ -30,7 +30,7 @@ from oodlab._infra.errors import OodlabError
 __all__ = ["METRIC_KEYS", "OODMetrics", "OodMetricsInputError", "ood_metrics"]
 
 #: the keys :func:`ood_metrics` returns, in results.json order
-METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood")
+METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood", "aupr_in_openood", "aupr_out_openood")
 
 #: The recall level of FPR95.
 TPR_LEVEL_PERCENT = 95
@@ -152,13 +152,31 @@ def _metrics_from_counts(tps: Tensor, fps: Tensor) -> dict[str, float]:
     k = _last_kept_point(tps, fps, k)
     fpr95_openood = (n_pos - int(tps[k])) / n_pos
 
+    # AUPR as OpenOOD computes it: sklearn's auc(recall, precision), the trapezoid rule over
+    # the precision-recall points, with the (recall 0, precision 1) end point that
+    # precision_recall_curve appends. ID positive: thresholds from the top, (T/P, T/(T+F)).
+    aupr_in_openood = _trapezoid(t_hi / n_pos, t_hi / (t_hi + f_hi))
+    # OOD positive: flagging scores <= u_{k+1} for k = m-1 .. 0 (recall increasing).
+    caught_up = caught.flip(0)
+    aupr_out_openood = _trapezoid(caught_up / n_neg, caught_up / (caught_up + (n_pos - t_lo.flip(0))))
+
     return {
         "fpr95": fpr95,
         "auroc": auroc,
         "aupr_in": aupr_in,
         "aupr_out": aupr_out,
         "fpr95_openood": fpr95_openood,
+        "aupr_in_openood": aupr_in_openood,
+        "aupr_out_openood": aupr_out_openood,
     }
+
+
+def _trapezoid(recall: Tensor, precision: Tensor) -> float:
+    """Area under a precision-recall curve given with recall increasing, starting from the
+    point (0, 1), by the trapezoid rule (as ``sklearn.metrics.auc``)."""
+    x = torch.cat([recall.new_zeros(1), recall])
+    y = torch.cat([precision.new_ones(1), precision])
+    return float(torch.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1])) / 2)
 
 
 def _last_kept_point(tps: Tensor, fps: Tensor, k: int) -> int:
@@ -203,6 +221,9 @@ def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike) -> dict[str, float]
         - ``fpr95_openood``: OpenOOD v1.5's FPR@95: OOD positive, scores negated,
           the fraction of ID samples flagged at the first ROC point where 95% of OOD
           samples are flagged (including roc_curve's ``drop_intermediate`` effect).
+        - ``aupr_in_openood`` / ``aupr_out_openood``: OpenOOD's AUPR, the trapezoid
+          ``sklearn.metrics.auc(recall, precision)`` of the precision-recall curve, ID / OOD
+          positive (``aupr_in`` / ``aupr_out`` are average precision, a step sum).
 
     Raises:
         OodMetricsInputError: an empty ID or OOD set, non-finite scores, or not 1-D.

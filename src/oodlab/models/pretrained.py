@@ -82,12 +82,12 @@ def pretrained_file(name: str) -> str:
     return str(cached_url)
 
 
-def read_state_dict(path: str | Path, prefix: str | None = None) -> dict[str, Tensor]:
+def read_state_dict(path: str | Path, prefix: str | None = None, key: str = "model.weights") -> dict[str, Tensor]:
     """Tensors of a ``.safetensors`` or torch file (``{"state_dict": ...}`` and ``{"model": ...}``
     wrappers unwrapped), with ``prefix`` removed from the keys that start with it."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError("model.weights", str(path), "the path of an existing .pth, .pt or .safetensors file")
+        raise ConfigError(key, str(path), "the path of an existing .pth, .pt or .safetensors file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -96,21 +96,22 @@ def read_state_dict(path: str | Path, prefix: str | None = None) -> dict[str, Te
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError("model.weights", str(path), f"a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(key, str(path), f"a readable weights file ({type(exc).__name__}: {exc})") from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ConfigError("model.weights", str(path), "a file holding a state dict (names -> tensors)")
+        raise ConfigError(key, str(path), "a file holding a state dict (names -> tensors)")
     if prefix:
         state = {k.removeprefix(prefix): v for k, v in state.items()}
     return dict(state)
 
 
-def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None) -> None:
-    """Load a backbone's weights from a local file; keys the backbone lacks (the old
-    classifier) are dropped, and every backbone key must be found with its shape."""
-    state = read_state_dict(path, prefix)
+def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None, key: str = "model.weights") -> None:
+    """Load a model's weights from a local file; keys the model lacks (an old classifier) are
+    dropped, and every key of the model must be found with its shape. ``key`` names the
+    config key in errors."""
+    state = read_state_dict(path, prefix, key)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -119,8 +120,8 @@ def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None) 
         if wrong:
             k = wrong[0]
             problem += ("; " if problem else "") + f"{k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}"
-        hint = f" (strip a key prefix with model.weights_prefix, e.g. {next(iter(state), '')!r})" if missing else ""
-        raise ConfigError("model.weights", str(path), f"weights of this backbone: {problem}{hint}")
+        hint = f" (strip a key prefix with {key}_prefix, e.g. {next(iter(state), '')!r})" if missing else ""
+        raise ConfigError(key, str(path), f"weights of this model: {problem}{hint}")
     dropped = [k for k in state if k not in own]
     model.load_state_dict({k: state[k] for k in own})
     log.info("loaded %d tensors from %s%s", len(own), path, f"; ignored {len(dropped)} (e.g. {dropped[:2]})" if dropped else "")

@@ -34,6 +34,13 @@ LOSS_PARAM_PREFIX = "loss."
 ABSENT = None
 
 
+class MissingResultsError(MissingDataError):
+    """A report directory that does not exist or holds no results.json."""
+
+    def __init__(self, message: str):
+        FileNotFoundError.__init__(self, message)
+
+
 @dataclass
 class Sweep:
     """All runs found below ``dirs``.
@@ -97,17 +104,14 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
         elif path.is_dir():
             found += sorted(path.rglob(RESULTS_FILE), key=_natural_key)
         else:
-            raise MissingDataError(
-                "sweep results",
-                str(path),
-                "Give a multirun directory, e.g. logs/multiruns/<date>, made by `python src/train.py -m ...`.",
+            raise MissingResultsError(
+                f"{path} does not exist{' (resolved: ' + str(path.resolve()) + ')' if not path.is_absolute() else ''}. "
+                "Give a multirun directory, e.g. logs/multiruns/<date>, made by `python src/train.py -m ...`."
             )
     if not found:
         looked = ", ".join(str(p) for p in paths)
-        raise MissingDataError(
-            "sweep results",
-            f"{looked} (no {RESULTS_FILE} below)",
-            "Run a sweep first: `python src/train.py -m loss=ce,logitnorm seed=0,1,2`.",
+        raise MissingResultsError(
+            f"Found no {RESULTS_FILE} below {looked}. Run a sweep first: `python src/train.py -m loss=ce,logitnorm seed=0,1,2`."
         )
     return list(dict.fromkeys(p.resolve() for p in found))
 
