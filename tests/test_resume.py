@@ -185,3 +185,34 @@ def test_results_are_readable_by_the_group(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_stop_hands_over_to_the_previous_handler(compose_cfg):
+    """submitit's requeue is the handler a SLURM job had before oodlab's: it is called after
+    the record is written, with the signal."""
+    from oodlab.callbacks.preemption import RunInterrupted
+    from oodlab.cli import guarded
+
+    cfg = compose_cfg(["debug=fast"])
+    calls = []
+
+    def stopped(_cfg):
+        raise RunInterrupted(signal.SIGUSR2, Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", lambda *a: calls.append(a))
+
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(stopped, cfg)
+    assert exit_info.value.code == 128 + signal.SIGUSR2 and calls == [(signal.SIGUSR2, None)]
+    record = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert record["status"] == "interrupted" and "SIGUSR2" in record["error"]
+
+
+def test_a_requeued_slurm_job_resumes_by_itself(compose_cfg, monkeypatch):
+    from oodlab.cli import train
+
+    cfg = compose_cfg(["debug=fast", "logger=none", "plots=false"])
+    first, _ = train(cfg)
+    mtime = (Path(cfg.paths.output_dir) / "results.json").stat().st_mtime_ns
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    again, _ = train(cfg)
+    assert again["run"] == first["run"]
+    assert (Path(cfg.paths.output_dir) / "results.json").stat().st_mtime_ns == mtime, "a finished job is not run again"

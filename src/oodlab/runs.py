@@ -231,6 +231,7 @@ def run_info(cfg: DictConfig, model: Any, dataset: str, epochs: int | None, wall
         device=device.type,
         experiment=cfg.get("experiment_name"),
         overrides=overrides(),
+        num_classes=getattr(head, "num_classes", None),
         **extra,
     )
 

@@ -46,13 +46,15 @@ class RunInfo:
     device: str | None = None
     experiment: str | None = None
     overrides: list[str] = field(default_factory=list)
+    #: the classifier's classes (LogitNorm's loss bound depends on them)
+    num_classes: int | None = None
     #: evaluation of a saved model: the weights it read, and the processes it ran on
     checkpoint: str | None = None
     processes: int | None = None
     #: keys this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
-    OPTIONAL = ("checkpoint", "processes")
+    OPTIONAL = ("checkpoint", "processes", "num_classes")
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

@@ -17,6 +17,7 @@ from rich_argparse import RichHelpFormatter
 
 from oodlab._infra.errors import ConfigError, OodlabError
 from oodlab.report.collect import load_sweep, saved_config, sweep_group_name
+from oodlab.report.selection import chosen_settings, comparison_table
 from oodlab.report.sweep_plots import write_sweep_plots
 from oodlab.report.tables import (
     DEFAULT_METRICS,
@@ -110,6 +111,14 @@ def report(args: argparse.Namespace, console: Console, err: Console) -> Path:
     to_csv(table, stem.with_suffix(".csv"))
     console.out(markdown, highlight=False)
     written = [stem.with_suffix(s) for s in (".md", ".csv", ".tex")]
+    if "loss.tau" in table.keys and len(table.settings) > 1:
+        # the tau search: each loss at its setting chosen on the validation pair
+        chosen = comparison_table(table, chosen_settings(sweep))
+        text = "**Each loss at the setting chosen on the validation pair** (lowest mean validation objective; test sets never looked at)\n\n"
+        text += to_markdown(chosen)
+        (out / f"comparison_{table.score}.md").write_text(text)
+        console.out(text, highlight=False)
+        written.append(out / f"comparison_{table.score}.md")
     plots: list[Path] = []
     if not args.no_plots:
         plots, skipped = write_sweep_plots(sweep, table, out)

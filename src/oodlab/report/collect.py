@@ -24,7 +24,7 @@ from oodlab.outputs.record import RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
 #: backbone via their group choices) or that only move files and loggers around
-COVERED_GROUP_CHOICES = frozenset({"loss", "data", "model"})
+COVERED_GROUP_CHOICES = frozenset({"loss", "data", "model", "arm"})
 IGNORED_OVERRIDE_ROOTS = frozenset(
     {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep"}
 )

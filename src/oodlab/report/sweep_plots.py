@@ -190,8 +190,11 @@ def plot_logit_norm_curves(
 def representative_runs(
     sweep: Sweep, table: SweepTable, losses: Sequence[str] | None = None
 ) -> dict[str, str]:
-    """For each loss, the run dir of its best setting (lowest mean FPR95 of ``table.score``),
-    lowest seed first, among runs that saved scores.npz."""
+    """For each loss, a run of its setting chosen on the validation pair (lowest mean
+    validation objective; oodlab.report.selection), lowest seed first, among runs that saved
+    scores.npz. Test metrics never pick the run shown."""
+    from oodlab.report.selection import chosen_settings
+
     ok = sweep.ok
     ok = ok[ok["run_dir"].map(lambda d: (Path(d) / SCORES_FILE).exists()).astype(bool)]
     available = list(dict.fromkeys(ok["loss"]))
@@ -200,15 +203,13 @@ def representative_runs(
     chosen: dict[str, str] = {}
     if not losses:
         return chosen
-    ranking = ("mean", "fpr95") if ("mean", "fpr95") in table.columns else table.columns[0]
+    best_of = chosen_settings(sweep)
     for loss in losses:
         if loss not in available:
             raise UnknownNameError("loss with saved scores in this sweep", loss, available)
-        settings = table.settings.index[
-            (table.settings["loss"] == loss) & table.settings.index.isin(ok["setting"])
-        ]
-        best = table.mean[ranking].loc[settings].astype(float).idxmin()
-        runs = ok[ok["setting"] == best].sort_values("seed")
+        runs = ok[ok["setting"] == best_of[loss]].sort_values("seed")
+        if runs.empty:  # the chosen setting saved no scores: the loss's first one that did
+            runs = ok[ok["loss"] == loss].sort_values("seed")
         chosen[loss] = runs["run_dir"].iloc[0]
     return chosen
 
@@ -258,11 +259,125 @@ def plot_score_histograms_by_loss(
     return _save(fig, path)
 
 
+def logitnorm_bound(tau: float, num_classes: int) -> float:
+    """The LogitNorm paper's lower bound of its loss: log(1 + (K - 1) exp(-2 / tau))."""
+    return math.log1p((num_classes - 1) * math.exp(-2.0 / tau))
+
+
+def _tau_runs(sweep: Sweep) -> dict[str, list[str]]:
+    ok = sweep.ok
+    if TAU_KEY not in ok.columns:
+        raise NothingToPlotError("no run in this sweep has a tau (loss.tau).")
+    runs = ok[ok[TAU_KEY].notna()]
+    if runs.empty:
+        raise NothingToPlotError("no run in this sweep has a tau (loss.tau).")
+    return {setting: list(group["run_dir"]) for setting, group in runs.groupby("setting", sort=False)}
+
+
+def _curve(sweep: Sweep, run_dirs: Sequence[str], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    curves = [(sweep.results[d].get("logit_norm") or {}) for d in run_dirs]
+    curves = [c for c in curves if c.get(key)]
+    if not curves:
+        return None
+    length = min(len(c[key]) for c in curves)
+    values = np.array([[np.nan if v is None else v for v in c[key][:length]] for c in curves], dtype=float)
+    return np.asarray(curves[0]["epoch"][:length]), values
+
+
+def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
+    """LogitNorm's training loss against the paper's lower bound log(1 + (K - 1) exp(-2 / tau)):
+    (a) the loss per epoch for each tau (mean over seeds); (b) the last epoch's loss against
+    tau, with the bound as a curve. A small tau leaves the loss free to go to zero; from
+    tau ~ 0.1 the bound holds the loss up, whatever the network does."""
+    fig = Figure(figsize=(10, 3.8), dpi=120, layout="constrained")
+    axes = fig.subplots(1, 2)
+    taus = sorted(_tau_runs(sweep).items(), key=lambda item: float(sweep.runs.loc[sweep.runs["setting"] == item[0], TAU_KEY].iloc[0]))
+    points, classes = [], None
+    for index, (setting, run_dirs) in enumerate(taus):
+        curve = _curve(sweep, run_dirs, "train_loss")
+        classes = classes or (sweep.results[run_dirs[0]].get("run") or {}).get("num_classes")
+        if curve is None:
+            continue
+        tau = float(sweep.runs.loc[sweep.runs["setting"] == setting, TAU_KEY].iloc[0])
+        epochs, values = curve
+        axes[0].plot(epochs, np.nanmean(values, axis=0), marker="o", ms=3, color=f"C{index % 10}", label=f"tau={tau:g}")
+        points.append((tau, float(np.nanmean(values[:, -1])), float(np.nanstd(values[:, -1]))))
+    if not points or not classes:
+        raise NothingToPlotError("no tau run recorded its training loss (logit_norm.train_loss) and class count.")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("LogitNorm training loss")
+    axes[0].set_title("(a) training loss per epoch")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    tau, loss, spread = (np.array(v) for v in zip(*points))
+    grid = np.geomspace(min(tau.min(), 0.005) / 1.5, max(tau.max(), 1.0), 200)
+    axes[1].plot(grid, [logitnorm_bound(t, int(classes)) for t in grid], "k--", lw=1, label=f"bound log(1+(K-1)e^(-2/tau)), K={classes}")
+    axes[1].errorbar(tau, loss, yerr=spread, marker="o", ms=4, capsize=3, color="C1", label="last-epoch training loss")
+    axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_formatter(PLAIN_NUMBER)
+    axes[1].set_xlabel("tau")
+    axes[1].set_title("(b) the loss and its lower bound")
+    axes[1].grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_tau_selection(sweep: Sweep, table: SweepTable, path: str | Path | None = None) -> Figure:
+    """The tau search and what it chose: tau against the validation objective (the only thing
+    the choice reads), and, for information, against the test FPR95 of the real-image sets
+    (``mean``) and of the noise sets (``mean_noise``); CE as dashed reference lines."""
+    from oodlab.report.selection import chosen_settings, validation_means
+
+    if TAU_KEY not in table.keys:
+        raise NothingToPlotError("tau was not swept in these runs: no tau search to show.")
+    means = validation_means(sweep)
+    chosen = chosen_settings(sweep)
+    panels = [("validation FPR95 (the objective)", None), ("test mean FPR95, real-image sets", ("mean", "fpr95"))]
+    if ("mean_noise", "fpr95") in table.columns:
+        panels.append(("test mean FPR95, noise sets", ("mean_noise", "fpr95")))
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=120, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    tau = table.settings[TAU_KEY]
+    for ax, (title, column) in zip(axes, panels):
+        for index, loss in enumerate(dict.fromkeys(table.settings["loss"])):
+            rows = table.settings.index[table.settings["loss"] == loss]
+            if column is None:
+                y = 100 * means.reindex(rows)["mean"].to_numpy(dtype=float)
+                err = 100 * np.nan_to_num(means.reindex(rows)["std"].to_numpy(dtype=float))
+            else:
+                y = 100 * table.mean[column].loc[rows].to_numpy(dtype=float)
+                err = 100 * np.nan_to_num(table.std[column].loc[rows].to_numpy(dtype=float))
+            x = tau.loc[rows].astype(float).to_numpy()
+            color = f"C{index % 10}"
+            if np.isnan(x).all():
+                for level in y:
+                    ax.axhline(level, color=color, ls="--", label=f"{loss} (no tau)")
+                continue
+            order = np.argsort(x)
+            ax.errorbar(x[order], y[order], yerr=err[order], marker="o", ms=4, capsize=3, color=color, label=loss)
+            if loss in chosen and chosen[loss] in rows:
+                ax.axvline(float(tau.loc[chosen[loss]]), color=color, ls=":", lw=1.2, label=f"chosen tau={float(tau.loc[chosen[loss]]):g}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(PLAIN_NUMBER)
+        ax.set_xlabel("tau")
+        ax.set_ylabel("%")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def sweep_figures(sweep: Sweep, table: SweepTable) -> dict[str, Figure | str]:
-    """Every sweep plot by name: the Figure, or the reason it does not apply to this sweep."""
+    """Every sweep plot by name: the Figure, or the reason it does not apply to this sweep.
+    With tau swept, the logit-norm curves show each loss at its validation-chosen setting."""
+    from oodlab.report.selection import chosen_settings
+
+    curve_settings = list(chosen_settings(sweep).values()) if TAU_KEY in table.keys else None
     drawers = {
         "tau_sweep": lambda: plot_param_sweep(table),
-        "logit_norm_curves": lambda: plot_logit_norm_curves(sweep),
+        "tau_selection": lambda: plot_tau_selection(sweep, table),
+        "logitnorm_loss_bound": lambda: plot_loss_bound(sweep),
+        "logit_norm_curves": lambda: plot_logit_norm_curves(sweep, settings=curve_settings),
         "score_histograms": lambda: plot_score_histograms_by_loss(sweep, table),
     }
     figures: dict[str, Figure | str] = {}

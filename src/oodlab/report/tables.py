@@ -23,11 +23,14 @@ METRIC_LABELS = {
     "auroc": "AUROC",
     "aupr_in": "AUPR-In",
     "aupr_out": "AUPR-Out",
+    "fpr95_openood": "FPR95 (OpenOOD v1.5)",
+    "aupr_in_openood": "AUPR-In (OpenOOD)",
+    "aupr_out_openood": "AUPR-Out (OpenOOD)",
     "acc": "Acc",
     "ece": "ECE",
 }
 #: lower is better; every other metric is higher-is-better
-LOWER_IS_BETTER = frozenset({"fpr95", "ece"})
+LOWER_IS_BETTER = frozenset({"fpr95", "fpr95_openood", "ece"})
 DEFAULT_METRICS = ("fpr95", "auroc", "aupr_in")
 ID_COLUMN = "ID"
 
@@ -111,14 +114,7 @@ def summary_table(
     settings = settings.loc[order]
     mean, std, count = mean.loc[order], std.loc[order], count.loc[order]
 
-    best: dict[tuple[str, str], set[str]] = {}
-    for col in present:
-        column = mean[col].dropna()
-        target = column.min() if col[1] in LOWER_IS_BETTER else column.max()
-        winners = set(column.index[column == target])
-        # a column where every row ties says nothing: nothing is marked
-        if len(winners) < len(column):
-            best[col] = winners
+    best = mark_best(mean, present)
     failed = sweep.failed[["run_dir", "seed", "changed", "overrides", "error"]].reset_index(
         drop=True
     )
@@ -135,6 +131,19 @@ def summary_table(
         best,
         failed,
     )
+
+
+def mark_best(mean: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+    """Per column, the settings holding its best mean (lowest FPR95 and ECE, highest otherwise).
+    A column where every row ties says nothing: nothing is marked."""
+    best: dict[tuple[str, str], set[str]] = {}
+    for col in columns:
+        column = mean[col].dropna()
+        target = column.min() if col[1] in LOWER_IS_BETTER else column.max()
+        winners = set(column.index[column == target])
+        if len(winners) < len(column):
+            best[col] = winners
+    return best
 
 
 # -- formatting -----------------------------------------------------------------------------------
