@@ -4,6 +4,8 @@ Both are timed as whole processes, from start to exit, imports included, alterna
 median of ``--repeats`` is reported with user and system CPU time:
 
 * ``plain``: benchmarks/plain_loop.py (training only; no validation, no evaluation);
+* ``plain, channels_last`` and ``plain, gc frozen``: the plain loop with oodlab's memory format,
+  or with oodlab's garbage-collector settings (is oodlab's margin its own engineering?);
 * ``oodlab``: ``python src/train.py`` as a user runs it (W&B offline, plots, the console table);
 * ``oodlab, no logger/plots``: the same with ``logger=none plots=false``;
 * variants given with ``--variant NAME=OVERRIDES`` (e.g. ``--variant no-monitor='~callbacks.ood_monitor'``).
@@ -51,6 +53,8 @@ def main() -> None:
         train = [sys.executable, "src/train.py"]
         commands = {
             "plain": [sys.executable, "benchmarks/plain_loop.py"],
+            "plain, channels_last": [sys.executable, "benchmarks/plain_loop.py", "--channels-last"],
+            "plain, gc frozen": [sys.executable, "benchmarks/plain_loop.py", "--freeze-gc"],
             "oodlab": [*train, f"hydra.run.dir={tmp}/run"],
             "oodlab, no logger/plots": [*train, "logger=none", "plots=false", f"hydra.run.dir={tmp}/bare"],
         }

@@ -84,7 +84,7 @@ def train(
     return time.perf_counter() - start
 
 
-def default_experiment(epochs: int = 10) -> float:
+def default_experiment(epochs: int = 10, channels_last: bool = False) -> float:
     """The default run's training (MNIST-5k train split, small_cnn, LogitNorm tau=0.04, AdamW
     3e-3 / 5e-4, cosine per step, batch 128, crop padding 2), as a plain loop."""
     import timm
@@ -98,10 +98,24 @@ def default_experiment(epochs: int = 10) -> float:
     return train(
         data.train.images, data.train.labels, model, epochs=epochs, batch_size=128, lr=3e-3,
         weight_decay=5e-4, padding=2, mean=MNIST_MEAN, std=MNIST_STD, tau=0.04,
+        channels_last=channels_last,
     )  # fmt: skip
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
-    print(f"plain loop: {default_experiment(parser.parse_args().epochs):.2f} s of training")
+    parser.add_argument("--channels-last", action="store_true", help="as oodlab trains by default")
+    parser.add_argument("--freeze-gc", action="store_true", help="oodlab's collector settings (oodlab._infra.memory)")
+    args = parser.parse_args()
+    if args.freeze_gc:
+        import atexit
+        import gc
+
+        import timm  # noqa: F401
+
+        import oodlab.models  # noqa: F401
+
+        gc.freeze()  # after the imports: the libraries' objects leave the collector's scans
+        atexit.register(gc.freeze)
+    print(f"plain loop: {default_experiment(args.epochs, args.channels_last):.2f} s of training")

@@ -111,26 +111,30 @@ def write_record(cfg: DictConfig, status: str, error: str, trace: str | None) ->
 
 
 def prepare_process(cfg: DictConfig) -> None:
-    """Process-wide settings of a run: quiet third-party libraries, keep freed memory."""
-    from oodlab._infra.memory import keep_freed_memory
+    """Process-wide settings of a run: quiet third-party libraries, keep freed memory, load the
+    libraries a run needs with the collector out of the way, and start W&B early."""
+    from oodlab._infra.memory import keep_freed_memory, long_lived_imports, skip_final_collection
     from oodlab._infra.quiet import quiet_third_party
 
     quiet_third_party(not cfg.get("verbose_third_party", False))
     keep_freed_memory()
+    skip_final_collection()
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
-    if wandb_cfg is not None:
-        # wandb.init imports W&B's public API, whose pydantic models call inspect.getmodule
-        # over every loaded module: 2 s once torch, timm and Lightning are loaded, 0.2 s before
-        import wandb.apis.public  # noqa: F401
+    with long_lived_imports():
+        if wandb_cfg is not None:
+            # wandb.init imports W&B's public API, whose pydantic models call inspect.getmodule
+            # over every loaded module: 2 s once torch, timm and Lightning are loaded, 0.2 s before
+            import wandb.apis.public  # noqa: F401
 
-        from oodlab._infra import early_wandb
+            from oodlab._infra import early_wandb
 
-        resumes = cfg.get("ckpt_path") or cfg.get("resume") or os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
-        if not resumes:
-            settings = OmegaConf.to_container(wandb_cfg, resolve=True)
-            settings["group"] = settings.get("group") or sweep_group()
-            settings["tags"] = [*(settings.get("tags") or []), *expected_tags(cfg)]
-            early_wandb.start(settings)
+            resumes = cfg.get("ckpt_path") or cfg.get("resume") or os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+            if not resumes:
+                settings = OmegaConf.to_container(wandb_cfg, resolve=True)
+                settings["group"] = settings.get("group") or sweep_group()
+                settings["tags"] = [*(settings.get("tags") or []), *expected_tags(cfg)]
+                early_wandb.start(settings)
+        import oodlab.runs  # noqa: F401  (torch, Lightning, timm: while W&B starts in its thread)
 
 
 def expected_tags(cfg: DictConfig) -> list[str]:
