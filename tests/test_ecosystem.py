@@ -222,13 +222,14 @@ def test_report_names_the_missing_path(capsys, tmp_path):
     assert str(tmp_path / "nonexistent") in err.replace("\n", "") and "Dataset" not in err
 
 
-def test_help_imports_nothing_heavy():
+@pytest.mark.parametrize("argv", [["src/train.py", "--cfg", "job"], ["src/report.py", "--help"]], ids=["train-cfg", "report-help"])
+def test_help_imports_nothing_heavy(argv):
     """--help, --cfg and tab completion never load torch (benchmarks/cli_startup.py times them)."""
     import subprocess
 
-    code = "import sys, runpy; sys.argv = ['src/train.py', '--cfg', 'job']; "
+    code = f"import sys, runpy; sys.argv = {argv!r}; "
     code += "import atexit; atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'lightning', 'wandb') if m in sys.modules)));"
-    code += "runpy.run_path('src/train.py', run_name='__main__')"
+    code += f"runpy.run_path({argv[0]!r}, run_name='__main__')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert re.search(r"HEAVY \[\]", proc.stdout), proc.stdout[-500:] + proc.stderr[-2000:]
 

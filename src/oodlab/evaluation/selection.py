@@ -13,16 +13,15 @@ the ID data). The choice then says so, and evaluation warns.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
 from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab.evaluation.choice import Choice
 from oodlab.metrics import ood_metrics
 from oodlab.scores import SCORES, Score, grid_settings
-
-CRITERION = "min val fpr95, ties: max val auroc"
 
 
 @dataclass(frozen=True)
@@ -38,48 +37,6 @@ class ScorePlan:
     def settings(self) -> list[dict[str, Any]]:
         """Every setting of the grid merged with the fixed values, in grid order."""
         return [{**self.fixed, **s} for s in grid_settings(self.grid)]
-
-
-@dataclass
-class Choice:
-    """The hyperparameters one score runs with, and how they were chosen."""
-
-    name: str
-    chosen: dict[str, Any]
-    fixed: dict[str, Any] = field(default_factory=dict)
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    #: per setting: its values and its validation metrics
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    val: dict[str, float] | None = None
-    #: why the validation pair could not choose, or None
-    degenerate: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "grid": self.grid,
-            "fixed": self.fixed,
-            "chosen": self.chosen,
-            "val_fpr95": None if self.val is None else self.val["fpr95"],
-            "val_auroc": None if self.val is None else self.val["auroc"],
-            "criterion": CRITERION,
-            "trials": self.trials,
-            "degenerate": self.degenerate,
-        }
-
-    @classmethod
-    def from_json(cls, name: str, data: Mapping[str, Any]) -> Choice:
-        val = None
-        if data.get("val_fpr95") is not None:
-            val = {"fpr95": data["val_fpr95"], "auroc": data.get("val_auroc")}
-        return cls(
-            name,
-            dict(data.get("chosen") or {}),
-            fixed=dict(data.get("fixed") or {}),
-            grid=dict(data.get("grid") or {}),
-            trials=list(data.get("trials") or []),
-            val=val,
-            degenerate=data.get("degenerate"),
-        )
 
 
 def search_space(name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] | None) -> dict[str, list[Any]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oodlab._infra.io import atomic_write_json
-from oodlab.evaluation.selection import Choice
+from oodlab.evaluation.choice import Choice
 
 if TYPE_CHECKING:
     from oodlab.evaluation.engine import Evaluation
