@@ -28,9 +28,24 @@ def test_non_positive_tau_names_key_and_range(run_cli):
 
 
 @pytest.mark.parametrize("tau", [0.0, -0.04])
-def test_tau_error_in_process(compose_cfg, tau):
+def test_tau_error_in_process(compose_cfg, tau, monkeypatch):
+    """Caught before the data loads: a bad loss value costs no waiting."""
+    import oodlab.runs
+
+    def no_data(cfg):
+        raise AssertionError("the data was loaded before the loss was checked")
+
+    monkeypatch.setattr(oodlab.runs, "build_datamodule", no_data)
     with pytest.raises(ConfigError, match=r"loss\.tau"):
         train(compose_cfg(["debug=fast", f"loss.tau={tau}"]))
+
+
+def test_ckpt_path_last_without_a_run_says_where_it_looked(compose_cfg, tmp_path):
+    from oodlab._infra.errors import MissingFileError
+
+    cfg = compose_cfg(["debug=fast", "ckpt_path=last", f"hydra.run.dir={tmp_path}"])
+    with pytest.raises(MissingFileError, match=r"^Checkpoint not found: looked in .*checkpoints\. ckpt_path=last resumes"):
+        train(cfg)
 
 
 def test_unknown_backbone_lists_oodlab_models(compose_cfg, capsys):

@@ -197,6 +197,11 @@ def test_a_run_prints_no_third_party_noise_and_plain_wide_tables(run_cli, tmp_pa
     table = [line for line in proc.stdout.splitlines() if "textures" in line]
     assert table and max(map(len, table)) > 80, "the table is not wrapped at 80 columns"
     assert "after temperature scaling" in proc.stdout
+    # resuming the finished run into a new MLflow store: no "directory not empty", no set-up lines
+    again = run_cli("train.py", "debug=fast", "logger=mlflow", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'run'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for noise in (*NOISE, "exists and is not empty", "Creating it", "database tables"):
+        assert noise not in again.stdout + again.stderr, noise
     loud = run_cli("train.py", "debug=fast", "logger=none", "verbose_third_party=true", f"hydra.run.dir={tmp_path / 'loud'}")
     assert "litlogger" in loud.stdout + loud.stderr
 
@@ -217,9 +222,10 @@ def test_mistakes_get_one_line_naming_the_key(run_cli, args, key):
 def test_report_names_the_missing_path(capsys, tmp_path):
     from oodlab.report.cli import main as report_main
 
-    assert report_main([str(tmp_path / "nonexistent")]) == 1
+    missing = tmp_path / ("a-long-sweep-folder-name-" * 8) / "nonexistent"  # > 132 columns
+    assert report_main([str(missing)]) == 1
     err = capsys.readouterr().err
-    assert str(tmp_path / "nonexistent") in err.replace("\n", "") and "Dataset" not in err
+    assert str(missing) in err and "Dataset" not in err  # whole, on one line: a path stays copyable
 
 
 @pytest.mark.parametrize("argv", [["src/train.py", "--cfg", "job"], ["src/report.py", "--help"]], ids=["train-cfg", "report-help"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_sweeps import wandb_records
 
-from oodlab._infra.errors import MissingDataError, UnknownNameError
+from oodlab._infra.errors import MissingFileError, UnknownNameError
 from oodlab.outputs.scores_file import save_scores
 from oodlab.report import (
     load_sweep,
@@ -228,7 +228,7 @@ def test_plot_needs_a_swept_tau(tmp_path: Path):
 
 
 def test_bad_input_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    with pytest.raises(MissingDataError, match=r"no results\.json below"):
+    with pytest.raises(MissingFileError, match=r"no results\.json below"):
         load_sweep(tmp_path)
     assert report_main([str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err

@@ -38,8 +38,9 @@ WANDB_FULL, WANDB_LAST = 1, 4
 
 
 def run_train(
-    cwd: Path, data_dir: Path, *args: str, timeout: float = 400
+    cwd: Path, data_dir: Path, *args: str, timeout: float = 400, failed_jobs: int = 0
 ) -> subprocess.CompletedProcess:
+    """The real command line; a multirun in which jobs fail exits 1 after naming them."""
     env = dict(os.environ)
     env.update(
         OODLAB_DATA_DIR=str(data_dir),
@@ -56,9 +57,11 @@ def run_train(
         text=True,
         timeout=timeout,
     )
-    assert proc.returncode == 0, (
+    assert proc.returncode == (1 if failed_jobs else 0), (
         f"train.py {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     )
+    if failed_jobs:
+        assert f"{failed_jobs} job(s) of the sweep did not finish" in proc.stderr, proc.stderr[-3000:]
     return proc
 
 
@@ -86,6 +89,7 @@ def build_grid_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -
             f"seed={','.join(map(str, GRID_SEEDS))}", "debug=fast", "logger=none",
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
             f"paths.log_dir={root / 'logs'}", f"hydra.sweep.dir={root / 'grid'}",
+            failed_jobs=len(GRID_SEEDS),  # LogitNorm with tau=-1, once per seed
         )  # fmt: skip
 
     return cached_build(tmp_path_factory, "grid", build) / "grid"
@@ -106,6 +110,7 @@ def build_optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path)
         run_train(
             root, data_dir, *common, "hydra.sweeper.n_trials=1", "logger=none", "optimizer.lr=-1",
             "hydra/launcher=submitit_local", f"hydra.sweep.dir={logs / 'optuna' / STUDY / 'session2'}",
+            failed_jobs=1,
         )  # fmt: skip
 
     return cached_build(tmp_path_factory, "optuna", build) / "logs" / "optuna" / STUDY

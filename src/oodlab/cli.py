@@ -7,6 +7,7 @@ importable and testable through Hydra's compose API.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from oodlab._infra.errors import find_user_error
@@ -74,15 +76,46 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
         if is_multirun():
             write_record(cfg, "failed", message, traceback.format_exc())
-            console.print(f"[bold red]job failed[/]: {message}", highlight=False)
+            console.print(f"[bold red]job failed[/]: {message}", highlight=False, soft_wrap=True)
             # None, not NaN: the Optuna sweeper then records a failed trial (sweeper_value)
             return None
         if user_error is None:
             raise
-        console.print(f"[bold red]error[/]: {message}", highlight=False)
+        console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
         sys.exit(1)
     finally:
         early_wandb.discard()
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, name the jobs that failed and, unless told
+    otherwise, exit with status 1, so that scripts and CI see a sweep with failures. Every
+    job's results.json, failed or not, is already written."""
+
+    def __init__(self, fail_on_failed_jobs: bool = True):
+        self.fail_on_failed_jobs = fail_on_failed_jobs
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from oodlab.outputs.console import make_console
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = []
+        for path in sorted(sweep_dir.glob("**/results.json")):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("status") not in (None, "ok"):
+                failed.append((path.parent, record.get("status"), record.get("error", "")))
+        if not failed:
+            return
+        console = make_console(sys.stderr)
+        console.print(f"[bold red]{len(failed)} job(s) of the sweep did not finish[/] ({sweep_dir}):", highlight=False, soft_wrap=True)
+        for job_dir, status, error in failed:
+            console.print(f"  {job_dir.name}: {status}: {error}", highlight=False, soft_wrap=True)
+        console.print("Rerun them into the same directory with resume=true; finished jobs are skipped.", highlight=False)
+        if self.fail_on_failed_jobs:
+            sys.exit(1)
 
 
 def sweep_group() -> str | None:

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from oodlab._infra import early_wandb
-from oodlab._infra.errors import ConfigError, MissingDataError
+from oodlab._infra.errors import ConfigError, MissingFileError
 from oodlab._infra.instantiate import instantiate
 from oodlab._infra.validate import number
 from oodlab.api import evaluate
@@ -28,6 +28,7 @@ from oodlab.callbacks.checkpoint_io import AtomicCheckpointIO
 from oodlab.cli import sweep_group
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation.selection import plan_scores
+from oodlab.losses import build_loss_head
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs.console import print_results
 from oodlab.outputs.record import RESULTS_FILE, RunInfo, RunRecord, empty_history
@@ -77,6 +78,9 @@ def validate(cfg: DictConfig) -> None:
             value = number(f"optimizer.{key}", cfg.optimizer[key], allowed, finite=False)
             if value < low or (value == low and not inclusive):
                 raise ConfigError(f"optimizer.{key}", cfg.optimizer[key], allowed)
+    if cfg.get("loss") is not None:
+        # a throwaway 1-feature, 2-class head checks every loss hyperparameter before the data loads
+        build_loss_head(plain(cfg.loss), in_features=1, num_classes=2)
     if not cfg.eval.scores:
         raise ConfigError("eval.scores", cfg.eval.scores, "a non-empty list of score names")
     # `default` is the head's own score, always a valid name
@@ -197,8 +201,8 @@ def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
     if given == "last":
         found = newest_checkpoint(ckpt_dir)
         if found is None:
-            raise MissingDataError(
-                "checkpoint", str(ckpt_dir),
+            raise MissingFileError(
+                "Checkpoint", str(ckpt_dir),
                 "ckpt_path=last resumes a run in its own directory: give the run's directory too "
                 "(hydra.run.dir=logs/runs/<run>), or pass the checkpoint file as ckpt_path=PATH.",
             )
@@ -206,7 +210,7 @@ def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
     if given:
         path = Path(str(given)).expanduser()
         if not path.is_file():
-            raise MissingDataError("checkpoint", str(path), "Pass an existing file, or ckpt_path=last.")
+            raise MissingFileError("Checkpoint file", str(path), "Pass an existing file, or ckpt_path=last.")
         return path
     return newest_checkpoint(ckpt_dir) if resume else None
 
@@ -351,7 +355,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
                 }
             )
         if ckpt is not None:
-            log.info("resuming from %s", ckpt)
+            log.info("resuming from %s (a checkpoint of the last epoch only re-runs the evaluation)", ckpt)
         trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
 
         monitor = next((c for c in callbacks if isinstance(c, OODMonitor)), None)

@@ -42,11 +42,19 @@ class UnknownNameError(OodlabError, KeyError):
         return self.message
 
 
-class MissingDataError(OodlabError, FileNotFoundError):
+class MissingFileError(OodlabError, FileNotFoundError):
+    """A file oodlab needs that is not there (a checkpoint, a run's scores, a study). The message
+    says what is missing, where we looked, and what to do."""
+
+    def __init__(self, what: str, looked_in: str, what_to_do: str):
+        super().__init__(f"{what} not found: looked in {looked_in}. {what_to_do}")
+
+
+class MissingDataError(MissingFileError):
     """Data that is not on disk. The message names the dataset, where we looked, and how to get it."""
 
     def __init__(self, dataset: str, looked_in: str, how_to_get: str):
-        super().__init__(f"Dataset {dataset!r} not found in {looked_in}. {how_to_get}")
+        FileNotFoundError.__init__(self, f"Dataset {dataset!r} not found in {looked_in}. {how_to_get}")
 
 
 class NonFiniteLossError(OodlabError, FloatingPointError):

@@ -185,7 +185,8 @@ def run_evaluation(
     if degenerate:
         log.warning(
             "The validation pair cannot choose score settings (%s). Its OOD set is too easy, too "
-            "hard or looks more in-distribution than the ID data; choose another ood.val.",
+            "hard or looks more in-distribution than the ID data; choose another validation OOD set "
+            "(ood.val on the command line, val_ood= in oodlab.evaluate).",
             "; ".join(degenerate),
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from oodlab._infra.errors import MissingDataError
+from oodlab._infra.errors import MissingFileError
 from oodlab._infra.io import atomic_write_bytes
 
 SCORES_FILE = "scores.npz"
@@ -44,8 +44,8 @@ def load_scores(
     """``(id_scores, ood_scores)`` as saved by :func:`save_scores`."""
     path = Path(run_dir) / SCORES_FILE
     if not path.exists():
-        raise MissingDataError(
-            "run scores",
+        raise MissingFileError(
+            "The run's scores",
             str(path),
             "Runs save scores.npz since the sweep reports were added; re-run the job to get it.",
         )

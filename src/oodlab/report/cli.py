@@ -16,6 +16,7 @@ from rich.console import Console
 from rich_argparse import RichHelpFormatter
 
 from oodlab._infra.errors import ConfigError, OodlabError
+from oodlab.outputs.console import make_console
 from oodlab.report.collect import load_sweep, saved_config, sweep_group_name
 from oodlab.report.selection import chosen_settings, comparison_table
 from oodlab.report.sweep_plots import write_sweep_plots
@@ -145,17 +146,18 @@ def report(args: argparse.Namespace, console: Console, err: Console) -> Path:
         )
         written.append(run_dir)
     for path in written:
-        err.print(f"wrote {path}", highlight=False)
+        err.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    err = Console(stderr=True)
+    # off a terminal: tables at a fixed width, no colour codes, and paths never broken
+    err = make_console(sys.stderr)
     try:
-        report(args, Console(), err)
+        report(args, make_console(sys.stdout), err)
     except OodlabError as exc:
-        err.print(f"[bold red]error[/]: {exc}", highlight=False)
+        err.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
         return 1
     return 0
 

@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from oodlab._infra.errors import MissingDataError
+from oodlab._infra.errors import MissingFileError
 from oodlab.outputs.record import RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
@@ -34,7 +34,7 @@ LOSS_PARAM_PREFIX = "loss."
 ABSENT = None
 
 
-class MissingResultsError(MissingDataError):
+class MissingResultsError(MissingFileError):
     """A report directory that does not exist or holds no results.json."""
 
     def __init__(self, message: str):

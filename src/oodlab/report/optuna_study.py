@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oodlab._infra.errors import MissingDataError
+from oodlab._infra.errors import MissingFileError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +34,7 @@ def load_study(path: str | Path, study_name: str) -> Any:
 
     path = Path(path)
     if not path.exists():
-        raise MissingDataError(
+        raise MissingFileError(
             f"Optuna study {study_name!r}",
             str(path),
             "Run the search first: `python src/train.py hparams_search=tau_optuna`.",
