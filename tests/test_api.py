@@ -110,9 +110,9 @@ def test_scores_without_labels_or_validation_pair(sets):
     assert record.scores["energy"].chosen == {"temperature": 2.0} and record.scores["energy"].val is None
 
 
-def test_default_score_needs_an_oodlab_head(sets):
-    with pytest.raises(oodlab._infra.errors.ConfigError, match="default"):
-        oodlab.evaluate(tiny_cnn(), sets["test"], {"ood": sets["ood"]}, scores=["default"])
+def test_default_score_of_a_model_without_an_oodlab_head_is_msp(sets):
+    record = oodlab.evaluate(tiny_cnn(), sets["test"], {"ood": sets["ood"]}, scores=["default"])
+    assert set(record.ood) == {"msp"}
 
 
 def test_results_of_the_previous_version_still_load():
@@ -129,3 +129,12 @@ def test_results_of_the_previous_version_still_load():
             assert again[key] == value, key
     assert record.flatten()["ood/mds/mean/auroc"] == raw["ood"]["mds"]["mean"]["auroc"]
     assert record.flatten("test/")["test/acc"] == raw["id"]["acc"]
+
+
+def test_default_score_of_a_plain_classifier_is_msp():
+    """`src/eval.py arch=...` keeps eval.scores' default list: `default` must resolve for a
+    model without an oodlab head too."""
+    from oodlab.api import resolve_scores
+
+    assert resolve_scores(["default", "energy"], None, None) == {"msp": {}, "energy": {}}
+    assert resolve_scores(["default"], None, "es") == {"es": {}}

@@ -55,8 +55,26 @@ def test_offline_without_cached_weights_is_one_clear_line(tmp_path, monkeypatch)
     message = str(info.value)
     assert "'resnet18'" in message and "HF_HUB_OFFLINE" in message and "model.weights" in message
     assert "\n" not in message
+    assert "Set HF_HUB_OFFLINE=1" not in message, "it is set already"
     with pytest.raises(ConfigError, match="no pretrained weights"):
         create_backbone("small_cnn", 1, pretrained=True)
+
+
+def test_no_network_fails_fast_without_hf_hub_offline(tmp_path, monkeypatch):
+    """No route to the hub: one line at once, without Hugging Face's minute of retries."""
+    from oodlab.models import pretrained
+
+    def download(*args, **kwargs):
+        raise AssertionError("tried to download from an unreachable hub")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(pretrained, "reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
+    with pytest.raises(MissingWeightsError, match="cannot be reached") as info:
+        pretrained_file("resnet18")
+    assert "Set HF_HUB_OFFLINE=1 to never try the network" in str(info.value)
 
 
 def test_fine_tuning_from_a_local_file_with_any_loss_head(compose_cfg, tmp_path):
@@ -67,6 +85,20 @@ def test_fine_tuning_from_a_local_file_with_any_loss_head(compose_cfg, tmp_path)
     )
     results, _ = train(cfg)
     assert results["status"] == "ok" and results["run"]["backbone"] == TINY_TIMM and "mds" in results["ood"]
+
+
+def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(compose_cfg, tmp_path, monkeypatch):
+    source = timm.create_model(TINY_TIMM, num_classes=1000, in_chans=1)
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    common = ["debug=fast", f"model.backbone={TINY_TIMM}", "eval.scores=[msp]"]
+    first, _ = train(compose_cfg([*common, f"model.weights={tmp_path / 'w.pth'}"]))
+    assert first["status"] == "ok"
+    (tmp_path / "w.pth").unlink()
+    # the starting weights are gone and the hub is off: only the checkpoint can be used
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = [*common, f"model.weights={tmp_path / 'w.pth'}", "model.pretrained=true", "ckpt_path=last", "trainer.max_epochs=2"]
+    resumed, _ = train(compose_cfg(again))
+    assert resumed["status"] == "ok" and resumed["run"]["epochs"] == 2
 
 
 def test_the_fine_tuning_experiment_composes(compose_cfg):

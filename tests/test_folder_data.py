@@ -161,6 +161,18 @@ def test_command_line_syntax_trains_on_folders(compose_cfg, class_folder: Path, 
     assert "mine" in on_disk["ood"]["energy"]
 
 
+def test_folder_with_the_default_ood_suite(compose_cfg, class_folder: Path):
+    """The README's first folder command: the default (MNIST-5k) OOD suite, whose validation set
+    of transformed digits then keeps MNIST-5k's own split whatever the folder's split is."""
+    from oodlab.cli import train
+
+    cfg = compose_cfg(["debug=fast", "data=folder", f"data.dataset.path={class_folder}", "data.dataset.image_size=16"])
+    assert cfg.data.dataset.val_size == 0.1  # a fraction: meaningless to MNIST-5k's loader
+    results, _ = train(cfg)
+    assert results["status"] == "ok" and results["run"]["dataset"] == "my_imgs"
+    assert "textures" in results["ood"]["msp"]
+
+
 def test_missing_folder_is_one_line_on_the_command_line(compose_cfg, tmp_path: Path, capsys):
     from oodlab.cli import guarded, train
 

@@ -193,11 +193,11 @@ def test_other_swept_overrides_become_columns(tmp_path: Path):
         write_results(
             tmp_path / str(index),
             fake_results(
-                "ce", None, seed, 0.5, 0.9, (f"optimizer.lr={lr}", f"paths.log_dir=/x{index}")
+                "ce", None, seed, 0.5, 0.9, (f"optimizer.lr={lr}", f"paths.log_dir=/x{index}", *(["resume=true"] if seed else []))
             ),
         )
     sweep = load_sweep(tmp_path)
-    # paths only move files: never a setting; seed never one either
+    # paths only move files, resume=true only says how a job ran: never a setting; seed neither
     assert sweep.swept_keys == ["loss", "optimizer.lr"]
     table = summary_table(sweep)
     assert table.settings["optimizer.lr"].tolist() == [0.01, 0.1]

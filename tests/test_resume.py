@@ -216,3 +216,32 @@ def test_a_requeued_slurm_job_resumes_by_itself(compose_cfg, monkeypatch):
     again, _ = train(cfg)
     assert again["run"] == first["run"]
     assert (Path(cfg.paths.output_dir) / "results.json").stat().st_mtime_ns == mtime, "a finished job is not run again"
+
+
+def test_resume_runs_a_failed_job_again_from_the_start(compose_cfg, caplog):
+    from oodlab.cli import train
+    from oodlab.outputs.record import RunRecord
+
+    cfg = compose_cfg(["debug=fast", "logger=none"])
+    assert train(cfg)[0]["status"] == "ok"
+    run = Path(cfg.paths.output_dir)
+    record = RunRecord.read(run / "results.json")
+    build_record(record.run, status="failed", error="made up for the test").write(run)
+    assert list((run / "checkpoints").glob("*.ckpt"))
+    with caplog.at_level("INFO", logger="oodlab"):
+        again, _ = train(compose_cfg(["debug=fast", "logger=none", "resume=true"]))
+    assert again["status"] == "ok"
+    assert "runs again from the start" in caplog.text and "resuming from" not in caplog.text
+
+
+def test_resume_into_another_jobs_directory_keeps_its_results_aside(compose_cfg):
+    from oodlab.cli import train
+
+    first, _ = train(compose_cfg(["debug=fast", "logger=none"]))
+    assert first["run"]["loss_params"]["tau"] == 0.04
+    changed, _ = train(compose_cfg(["debug=fast", "logger=none", "loss.tau=0.5", "resume=true"]))
+    assert changed["status"] == "ok" and changed["run"]["loss_params"]["tau"] == 0.5, "not skipped as finished"
+    run = Path(compose_cfg(["debug=fast"]).paths.output_dir)
+    (kept,) = run.glob("results.previous-*.json")
+    assert json.loads(kept.read_text())["run"]["loss_params"]["tau"] == 0.04
+    assert list(run.glob("checkpoints.previous-*/*.ckpt")), "the other job's checkpoints are kept"

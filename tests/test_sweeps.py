@@ -28,7 +28,8 @@ from oodlab.report import SCORES_FILE, load_scores
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-STUDY = "tau_default"
+#: the smoke study: debug=fast runs never join the real search (tau_default)
+STUDY = "tau_debug"
 GRID_TAUS = (0.05, -1.0)
 GRID_SEEDS = (0, 1)
 #: W&B's .wandb files: a 7-byte file header, then LevelDB-log records in 32 KiB blocks
@@ -158,7 +159,8 @@ def test_tau_optuna_config(compose_hydra):
     assert sweeper.storage._target_.endswith("sqlite_storage") and sweeper.storage.path.endswith(
         "optuna/tau.db"
     )
-    assert sweeper.study_name == STUDY
+    assert sweeper.study_name == "tau_default"
+    assert compose_hydra("hparams_search=tau_optuna", "debug=fast").hydra.sweeper.study_name == STUDY
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.eval.objective_score == "msp"
 

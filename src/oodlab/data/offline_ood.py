@@ -191,6 +191,7 @@ def mnist5k_digit_transforms(
     val_size: int = 500,
     test_size: int = 1000,
     split_seed: int = 0,
+    id_loader: str | None = None,
 ) -> ImageTensors:
     """OOD images made from MNIST-5k digits of one split (default: the validation split, never
     the test split), for validating OOD detectors of MNIST-5k models without touching any test
@@ -205,8 +206,13 @@ def mnist5k_digit_transforms(
     ``kind`` may join several with ``+`` (``mix+rot90+blur``): equal shares of each.
 
     The split arguments must match ``data.dataset`` so that the digits come from that split.
+    ``id_loader`` names the ID data's loader: when it is not MNIST-5k's, the split arguments
+    describe that other dataset and MNIST-5k's default split is used instead.
     """
-    from oodlab.data.mnist5k import load_mnist5k
+    from oodlab.data.mnist5k import DEFAULT_SPLIT, load_mnist5k
+
+    if id_loader is not None and id_loader.rsplit(".", 1)[-1] != load_mnist5k.__name__:
+        val_size, test_size, split_seed = DEFAULT_SPLIT["val_size"], DEFAULT_SPLIT["test_size"], DEFAULT_SPLIT["split_seed"]
 
     channels, height, width = _check(n, shape)
     kinds = [k.strip() for k in kind.split("+")]

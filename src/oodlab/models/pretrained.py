@@ -29,11 +29,12 @@ class MissingWeightsError(OodlabError, FileNotFoundError):
     """Pretrained weights that are neither cached nor downloadable now."""
 
     def __init__(self, name: str, reason: str):
+        never_try = "" if hub_offline() else " Set HF_HUB_OFFLINE=1 to never try the network."
         super().__init__(
             f"Pretrained weights for {name!r} are not available: {reason}. Get them once on a machine "
             "with network (they land in the Hugging Face cache, ~/.cache/huggingface, which HF_HOME "
             "moves), copy that cache here, or pass a local file with model.weights=PATH "
-            "(and model.pretrained=false). Set HF_HUB_OFFLINE=1 to never try the network."
+            f"(and model.pretrained=false).{never_try}"
         )
 
 
@@ -41,6 +42,23 @@ def hub_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether ``url``'s host accepts a connection within ``timeout`` seconds. Without network,
+    Hugging Face's client retries each file for over a minute; this answers in seconds. Behind a
+    proxy a direct connection says nothing, so the answer is yes."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    parts = urlparse(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def pretrained_file(name: str) -> str:
@@ -63,6 +81,10 @@ def pretrained_file(name: str) -> str:
                 return cached
         if hub_offline():
             raise MissingWeightsError(name, f"offline (HF_HUB_OFFLINE=1) and {cfg.hf_hub_id} is not in the cache")
+        from huggingface_hub import constants
+
+        if not reachable(constants.ENDPOINT):
+            raise MissingWeightsError(name, f"{cfg.hf_hub_id} is not in the cache and {constants.ENDPOINT} cannot be reached")
         errors = []
         for filename in files:
             try:
@@ -73,7 +95,7 @@ def pretrained_file(name: str) -> str:
     cached_url = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
     if cached_url.is_file():
         return str(cached_url)
-    if hub_offline():
+    if hub_offline() or not reachable(cfg.url):
         raise MissingWeightsError(name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})")
     try:
         torch.hub.download_url_to_file(cfg.url, str(cached_url), progress=False)

@@ -23,10 +23,12 @@ from oodlab._infra.errors import MissingFileError
 from oodlab.outputs.record import RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
-#: backbone via their group choices) or that only move files and loggers around
+#: backbone via their group choices) or that only move files and loggers around or say how a
+#: job was run (resumed, verbose)
 COVERED_GROUP_CHOICES = frozenset({"loss", "data", "model", "arm"})
 IGNORED_OVERRIDE_ROOTS = frozenset(
-    {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep"}
+    {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep",
+     "resume", "ckpt_path", "verbose_third_party", "plots"}
 )
 SETTING_RUN_FIELDS = ("loss", "dataset", "backbone")
 LOSS_PARAM_PREFIX = "loss."
