@@ -173,6 +173,19 @@ def test_folder_with_the_default_ood_suite(compose_cfg, class_folder: Path):
     assert "textures" in results["ood"]["msp"]
 
 
+def test_a_checkpoint_is_evaluated_at_the_size_it_was_trained_at(compose_cfg, class_folder: Path, tmp_path: Path):
+    from oodlab.cli import evaluate_checkpoint, train
+
+    folder = ["debug=fast", "data=folder", f"data.dataset.path={class_folder}"]
+    train(compose_cfg([*folder, "data.dataset.image_size=16"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = compose_cfg([*folder, "data.dataset.image_size=24", f"ckpt_path={ckpt}"], config_name="eval")
+    with pytest.raises(ConfigError, match=r"images of 16x16 pixels, as the checkpoint was trained on \(these are 24x24"):
+        evaluate_checkpoint(cfg)
+    same = compose_cfg([*folder, "data.dataset.image_size=16", f"ckpt_path={ckpt}"], config_name="eval")
+    assert evaluate_checkpoint(same)[0]["status"] == "ok"
+
+
 def test_missing_folder_is_one_line_on_the_command_line(compose_cfg, tmp_path: Path, capsys):
     from oodlab.cli import guarded, train
 

@@ -125,6 +125,7 @@ def build_task(cfg: DictConfig, dm: OODDataModule, starting_weights: bool = True
         loss=plain(cfg.loss),
         num_classes=dm.num_classes,
         in_chans=dm.data.shape[0],
+        input_size=list(dm.data.shape[1:]),
         mean=list(dm.data.mean),
         std=list(dm.data.std),
         augment=plain(cfg.data.get("augment")) or {},
@@ -494,6 +495,14 @@ def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], 
             raise ConfigError(
                 "data", dm.data.name,
                 f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
+            )
+        trained_size = task.hparams.get("input_size")  # None in checkpoints from before 0.2
+        if trained_size is not None and list(dm.data.shape[1:]) != list(trained_size):
+            height, width = trained_size
+            raise ConfigError(
+                "data", dm.data.name,
+                f"images of {height}x{width} pixels, as the checkpoint was trained on (these are "
+                f"{dm.data.shape[1]}x{dm.data.shape[2]}; set data.dataset.image_size)",
             )
         model = task.to(fabric.device)
         normalize = task.normalize

@@ -45,9 +45,11 @@ class OODClassificationTask(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         nan_check_every: int = 50,
+        input_size: list[int] | None = None,
     ) -> None:
         super().__init__()
-        # the run logs its own flat config (oodlab.runs); the nested loss dict would overwrite `loss`
+        # the run logs its own flat config (oodlab.runs); the nested loss dict would overwrite `loss`.
+        # input_size (height, width) is only recorded: evaluating a checkpoint checks it
         self.save_hyperparameters(logger=False)
         features = create_backbone(
             backbone, in_chans, pretrained=pretrained, weights=weights, weights_prefix=weights_prefix, **(backbone_kwargs or {})
