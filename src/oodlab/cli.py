@@ -143,6 +143,11 @@ def write_record(cfg: DictConfig, status: str, error: str, trace: str | None) ->
     build_record(run, status=status, error=error, traceback=trace).write(Path(cfg.paths.output_dir))
 
 
+def requeued() -> bool:
+    """A SLURM job started again by its requeue (SLURM counts the restarts): it resumes."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
 def prepare_process(cfg: DictConfig) -> None:
     """Process-wide settings of a run: quiet third-party libraries, keep freed memory, load the
     libraries a run needs with the collector out of the way, and start W&B early."""
@@ -161,8 +166,7 @@ def prepare_process(cfg: DictConfig) -> None:
 
             from oodlab._infra import early_wandb
 
-            resumes = cfg.get("ckpt_path") or cfg.get("resume") or os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
-            if not resumes:
+            if not (cfg.get("ckpt_path") or cfg.get("resume") or requeued()):
                 settings = OmegaConf.to_container(wandb_cfg, resolve=True)
                 settings["group"] = settings.get("group") or sweep_group()
                 settings["tags"] = [*(settings.get("tags") or []), *expected_tags(cfg)]

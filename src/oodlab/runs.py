@@ -8,7 +8,6 @@ loading torch, Lightning or W&B.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ from oodlab._infra.validate import number
 from oodlab.api import evaluate
 from oodlab.callbacks import OODMonitor, Preemption, RunState
 from oodlab.callbacks.checkpoint_io import AtomicCheckpointIO
-from oodlab.cli import sweep_group
+from oodlab.cli import requeued, sweep_group
 from oodlab.data.datamodule import OODDataModule
 from oodlab.evaluation.selection import plan_scores
 from oodlab.losses import build_loss_head
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs.console import print_results
-from oodlab.outputs.record import RESULTS_FILE, RunInfo, RunRecord, empty_history
+from oodlab.outputs.record import HOW_A_JOB_RAN, RESULTS_FILE, RunInfo, RunRecord, empty_history
 from oodlab.outputs.scores_file import save_scores
 from oodlab.task import OODClassificationTask
 
@@ -196,9 +195,10 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
+def resume_checkpoint(cfg: DictConfig, resume: bool, previous: RunRecord | None = None) -> Path | None:
     """The checkpoint to resume from: ``ckpt_path`` (a file, or ``last``: the newest in this
-    run's checkpoints/), or with ``resume`` the newest one if any."""
+    run's checkpoints/), or with ``resume`` the newest one if any, unless ``previous`` (this
+    job's results.json) says the job failed: then it starts again."""
     ckpt_dir = run_dir(cfg) / CHECKPOINT_DIR
     given = cfg.get("ckpt_path")
     if given == "last":
@@ -217,16 +217,10 @@ def resume_checkpoint(cfg: DictConfig, resume: bool) -> Path | None:
         return path
     if not resume:
         return None
-    previous = previous_record(cfg)
     if previous is not None and previous.status == "failed":
         log.info("resume: %s failed before; it runs again from the start", run_dir(cfg))
         return None
     return newest_checkpoint(ckpt_dir)
-
-
-def requeued() -> bool:
-    """A SLURM job started again by its requeue (SLURM counts the restarts)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
 
 
 def run_info(cfg: DictConfig, model: Any, dataset: str, epochs: int | None, wall_s: float, device: torch.device, **extra: Any) -> RunInfo:
@@ -313,12 +307,9 @@ def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
     )
 
 
-#: overrides that say how to run a job, not what it runs
-HOW_TO_RUN = ("resume", "ckpt_path", "verbose_third_party")
-
-
 def job_overrides(items: list[str]) -> list[str]:
-    return sorted(o for o in items if o.lstrip("+~").split("=", 1)[0] not in HOW_TO_RUN)
+    """What a job runs: its overrides less those that say how it ran, in a fixed order."""
+    return sorted(o for o in items if o.lstrip("+~").split("=", 1)[0] not in HOW_A_JOB_RAN)
 
 
 def previous_record(cfg: DictConfig) -> RunRecord | None:
@@ -345,21 +336,17 @@ def previous_record(cfg: DictConfig) -> RunRecord | None:
     return record
 
 
-def finished_run(cfg: DictConfig) -> RunRecord | None:
-    record = previous_record(cfg)
-    return record if record is not None and record.status == "ok" else None
-
-
 # -- train ----------------------------------------------------------------------------------
 def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     """One training run and its OOD evaluation. Returns the results and the sweep objective."""
     start = time.time()
     validate(cfg)
     resume = bool(cfg.get("resume", False)) or requeued()
-    if resume and (done := finished_run(cfg)) is not None:
+    previous = previous_record(cfg) if resume else None
+    if previous is not None and previous.status == "ok":
         log.info("resume: %s already finished (results.json says ok); skipped", run_dir(cfg))
-        return done.to_json(), float((done.val or {}).get("objective_value", float("nan")))
-    ckpt = resume_checkpoint(cfg, resume)
+        return previous.to_json(), float((previous.val or {}).get("objective_value", float("nan")))
+    ckpt = resume_checkpoint(cfg, resume, previous)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     task = build_task(cfg, dm, starting_weights=ckpt is None)
@@ -482,7 +469,7 @@ def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], 
     if cfg.get("arch"):
         dm = build_datamodule(cfg)
         assert dm.data is not None
-        model = plain_model(cfg, dm).to(fabric.device)
+        model = scored = plain_model(cfg, dm).to(fabric.device)
         normalize: Any = Normalize(dm.data.mean, dm.data.std)
         epochs, checkpoint, history = None, str(Path(str(cfg.weights)).expanduser().resolve()), empty_history()
     else:
@@ -505,9 +492,8 @@ def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], 
                 f"{dm.data.shape[1]}x{dm.data.shape[2]}; set data.dataset.image_size)",
             )
         model = task.to(fabric.device)
-        normalize = task.normalize
+        scored, normalize = task.model, task.normalize
         epochs, checkpoint, history = loaded.epochs, str(loaded.path.resolve()), loaded.logit_norm or empty_history()
-    scored = model.model if isinstance(model, OODClassificationTask) else model
     record = evaluate_task(cfg, scored, normalize, fabric.device, dm)
     note_validation_source(record, dm)
     record.run = run_info(

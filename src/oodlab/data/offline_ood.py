@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
 
 from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab.data.types import ImageTensors
@@ -216,20 +217,24 @@ def mnist5k_digit_transforms(
 
     channels, height, width = _check(n, shape)
     kinds = [k.strip() for k in kind.split("+")]
-    if len(kinds) > 1:  # "mix+rot90": equal shares of each transform, in one set
-        shares = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
-        parts = [
-            mnist5k_digit_transforms(shape=shape, root=root, kind=k, n=m, seed=seed + i, split=split,
-                                     val_size=val_size, test_size=test_size, split_seed=split_seed).images
-            for i, (k, m) in enumerate(zip(kinds, shares))
-        ]
-        return ImageTensors.unlabeled(torch.cat(parts))
-    if kind not in DIGIT_TRANSFORMS:
-        raise UnknownNameError("digit transform", kind, DIGIT_TRANSFORMS)
+    for k in kinds:
+        if k not in DIGIT_TRANSFORMS:
+            raise UnknownNameError("digit transform", k, DIGIT_TRANSFORMS)
     if split not in ("train", "val"):
         raise ConfigError("ood.sets.<name>.split", split, "train or val (never test)")
     digits = getattr(load_mnist5k(root, val_size, test_size, split_seed), split)
     images, labels = digits.images.float(), digits.labels
+    # "mix+rot90": equal shares of each transform, in one set
+    shares = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
+    out = torch.cat([_transform_digits(k, images, labels, m, seed + i) for i, (k, m) in enumerate(zip(kinds, shares))])
+    if out.shape[1] != channels or out.shape[2:] != (height, width):
+        out = torch.nn.functional.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+        out = out.expand(-1, channels, -1, -1) if channels != out.shape[1] else out
+    return ImageTensors.unlabeled(out.round().clamp(0, 255).to(torch.uint8).contiguous())
+
+
+def _transform_digits(kind: str, images: Tensor, labels: Tensor, n: int, seed: int) -> Tensor:
+    """``n`` float images of one ``kind`` of transform (see mnist5k_digit_transforms)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     if kind == "mix":
@@ -259,7 +264,4 @@ def mnist5k_digit_transforms(
             out = out * (255.0 / out.flatten(1).amax(1).clamp_min(1.0).view(-1, 1, 1, 1))
         else:  # invert
             out = 255.0 - x
-    if out.shape[1] != channels or out.shape[2:] != (height, width):
-        out = torch.nn.functional.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
-        out = out.expand(-1, channels, -1, -1) if channels != out.shape[1] else out
-    return ImageTensors.unlabeled(out.round().clamp(0, 255).to(torch.uint8).contiguous())
+    return out

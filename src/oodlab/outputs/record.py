@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
+#: overrides that say how a job ran (resumed, verbose, with plots), not what it ran: a resumed
+#: job is the same job, and the report never makes them a setting
+HOW_A_JOB_RAN = frozenset({"resume", "ckpt_path", "verbose_third_party", "plots"})
 #: per-epoch curves of the OOD monitor: epoch, mean logit norm on train / ID val / one OOD set,
 #: and the mean training loss
 HISTORY_KEYS = ("epoch", "train", "val_id", "ood", "train_loss")

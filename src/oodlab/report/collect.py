@@ -20,16 +20,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from oodlab._infra.errors import MissingFileError
-from oodlab.outputs.record import RESULTS_FILE, RunRecord
+from oodlab.outputs.record import HOW_A_JOB_RAN, RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
 #: backbone via their group choices) or that only move files and loggers around or say how a
 #: job was run (resumed, verbose)
 COVERED_GROUP_CHOICES = frozenset({"loss", "data", "model", "arm"})
-IGNORED_OVERRIDE_ROOTS = frozenset(
-    {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep",
-     "resume", "ckpt_path", "verbose_third_party", "plots"}
-)
+IGNORED_OVERRIDE_ROOTS = HOW_A_JOB_RAN | {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep"}
 SETTING_RUN_FIELDS = ("loss", "dataset", "backbone")
 LOSS_PARAM_PREFIX = "loss."
 #: a key a setting lacks (CE has no tau); shown as "-"
