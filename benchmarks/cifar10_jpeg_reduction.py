@@ -35,38 +35,69 @@ METRICS = ("fpr95", "auroc")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE,
-                   help="CIFAR-10 as JPEG image folders: a .tar.gz or an extracted folder (default: %(default)s)")
-    p.add_argument("--data-dir", type=Path, default=REPO / "data",
-                   help="git-ignored folder the archive is extracted into and caches live in (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="sweep directory (default: logs/benchmarks/cifar10_jpeg_reduction/<time>)")
+    p.add_argument(
+        "--archive",
+        type=Path,
+        default=DEFAULT_ARCHIVE,
+        help="CIFAR-10 as JPEG image folders: a .tar.gz or an extracted folder (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO / "data",
+        help="git-ignored folder the archive is extracted into and caches live in (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="sweep directory (default: logs/benchmarks/cifar10_jpeg_reduction/<time>)",
+    )
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--losses", default="ce,logitnorm")
     p.add_argument("--tau", type=float, default=0.04)
-    p.add_argument("--train-subset", type=int, default=10000, help="training images kept, stratified")
+    p.add_argument(
+        "--train-subset", type=int, default=10000, help="training images kept, stratified"
+    )
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--model", default="small_cnn", help="an oodlab/timm backbone (conf/model/<name>.yaml)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per job (OMP_NUM_THREADS); 1 is faster on a CPU shared with other work")
-    p.add_argument("--report-only", type=Path, default=None, metavar="DIR",
-                   help="skip training; aggregate the results.json files below DIR")
+    p.add_argument(
+        "--model", default="small_cnn", help="an oodlab/timm backbone (conf/model/<name>.yaml)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per job (OMP_NUM_THREADS); 1 is faster on a CPU shared with other work",
+    )
+    p.add_argument(
+        "--report-only",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="skip training; aggregate the results.json files below DIR",
+    )
     p.add_argument("extra", nargs="*", help="further Hydra overrides for every job")
     return p.parse_args(argv)
 
 
 def sweep_command(args: argparse.Namespace, out: Path) -> list[str]:
     return [
-        sys.executable, str(REPO / "src" / "train.py"), "-m",
+        sys.executable,
+        str(REPO / "src" / "train.py"),
+        "-m",
         "experiment=cifar10_quick",
-        "data=folder", f"data.dataset.path={args.archive.resolve()}",
+        "data=folder",
+        f"data.dataset.path={args.archive.resolve()}",
         f"data.dataset.train_subset={args.train_subset}",
         f"model={args.model}",
-        f"loss={args.losses}", f"loss.tau={args.tau}",
+        f"loss={args.losses}",
+        f"loss.tau={args.tau}",
         f"seed={args.seeds}",
         f"trainer.max_epochs={args.epochs}",
         f"paths.data_dir={args.data_dir.resolve()}",
-        "logger=none", "plots=false", "~callbacks.progress_bar",
+        "logger=none",
+        "plots=false",
+        "~callbacks.progress_bar",
         f"hydra.sweep.dir={out}",
         *args.extra,
     ]
@@ -90,10 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         print(report(args.report_only))
         return 0
     if not args.archive.exists():
-        print(f"error: CIFAR-10 JPEG copy not found at {args.archive}; pass --archive PATH "
-              "(a .tar.gz or a folder with train/<class>/ and test/<class>/).", file=sys.stderr)
+        print(
+            f"error: CIFAR-10 JPEG copy not found at {args.archive}; pass --archive PATH "
+            "(a .tar.gz or a folder with train/<class>/ and test/<class>/).",
+            file=sys.stderr,
+        )
         return 2
-    out = (args.out or REPO / "logs" / "benchmarks" / "cifar10_jpeg_reduction" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+    out = (
+        args.out
+        or REPO
+        / "logs"
+        / "benchmarks"
+        / "cifar10_jpeg_reduction"
+        / time.strftime("%Y-%m-%d_%H-%M-%S")
+    ).resolve()
     command = sweep_command(args, out)
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     if args.threads:

@@ -44,9 +44,13 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variant", action="append", default=[], help="NAME=space-separated overrides")
+    parser.add_argument(
+        "--variant", action="append", default=[], help="NAME=space-separated overrides"
+    )
     args = parser.parse_args()
     env = dict(os.environ, WANDB_MODE="offline")
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,12 +60,19 @@ def main() -> None:
             "plain, channels_last": [sys.executable, "benchmarks/plain_loop.py", "--channels-last"],
             "plain, gc frozen": [sys.executable, "benchmarks/plain_loop.py", "--freeze-gc"],
             "oodlab": [*train, f"hydra.run.dir={tmp}/run"],
-            "oodlab, no logger/plots": [*train, "logger=none", "plots=false", f"hydra.run.dir={tmp}/bare"],
+            "oodlab, no logger/plots": [
+                *train,
+                "logger=none",
+                "plots=false",
+                f"hydra.run.dir={tmp}/bare",
+            ],
         }
         for spec in args.variant:
             name, _, overrides = spec.partition("=")
             commands[name] = [*train, *overrides.split(), f"hydra.run.dir={tmp}/{len(commands)}"]
-        timed([*train, "debug=fast", f"hydra.run.dir={tmp}/warm"], env)  # caches built once, untimed
+        timed(
+            [*train, "debug=fast", f"hydra.run.dir={tmp}/warm"], env
+        )  # caches built once, untimed
         times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, cmd in commands.items():

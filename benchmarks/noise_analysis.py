@@ -57,16 +57,32 @@ def outputs(task, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def local_contrast(x: torch.Tensor) -> float:
-    return float(((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()) / 2)
+    return float(
+        (
+            (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+            + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+        )
+        / 2
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs=2, type=Path, help="run directories of CE and LogitNorm (default: train them)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs",
+        nargs=2,
+        type=Path,
+        help="run directories of CE and LogitNorm (default: train them)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runs = args.runs or [train(loss, Path(tmp) / loss) for loss in ("ce", "logitnorm")]
-        tasks = {name: load_checkpoint(run / "checkpoints" / "last.ckpt").task for name, run in zip(("CE", "LogitNorm"), runs)}
+        tasks = {
+            name: load_checkpoint(run / "checkpoints" / "last.ckpt").task
+            for name, run in zip(("CE", "LogitNorm"), runs)
+        }
     data = load_mnist5k(REPO / "data")
     val = data.val.images.float() / 255
     shape = (1, 28, 28)
@@ -87,19 +103,37 @@ def main() -> None:
         rows = []
         for a in ALPHAS:
             logits, _ = outputs(task, a * val)
-            rows.append((float(logits.softmax(1).amax(1).mean()), float(logits.norm(dim=1).mean()), float((logits.argmax(1) == data.val.labels).float().mean())))
+            rows.append(
+                (
+                    float(logits.softmax(1).amax(1).mean()),
+                    float(logits.norm(dim=1).mean()),
+                    float((logits.argmax(1) == data.val.labels).float().mean()),
+                )
+            )
         probe[name] = np.array(rows)
-        print(f"  {name:<10}" + "".join(f"  a={a:g}: {m:.3f}/{n:.1f}/{acc:.2f}" for a, (m, n, acc) in zip(ALPHAS, rows)))
+        print(
+            f"  {name:<10}"
+            + "".join(
+                f"  a={a:g}: {m:.3f}/{n:.1f}/{acc:.2f}" for a, (m, n, acc) in zip(ALPHAS, rows)
+            )
+        )
 
-    print("\n(b) per set: brightness, local contrast, then mean feature norm / logit norm per model")
+    print(
+        "\n(b) per set: brightness, local contrast, then mean feature norm / logit norm per model"
+    )
     norms: dict[str, dict[str, tuple[float, float]]] = {}
     for set_name, x in sets.items():
         norms[set_name] = {}
         for name, task in tasks.items():
             logits, features = outputs(task, x)
-            norms[set_name][name] = (float(features.norm(dim=1).mean()), float(logits.norm(dim=1).mean()))
+            norms[set_name][name] = (
+                float(features.norm(dim=1).mean()),
+                float(logits.norm(dim=1).mean()),
+            )
         cells = "  ".join(f"{name} {f:.1f}/{lg:.1f}" for name, (f, lg) in norms[set_name].items())
-        print(f"  {set_name:<22} mean {float(x.mean()):.3f}  contrast {local_contrast(x):.3f}  {cells}")
+        print(
+            f"  {set_name:<22} mean {float(x.mean()):.3f}  contrast {local_contrast(x):.3f}  {cells}"
+        )
 
     fig = Figure(figsize=(11, 3.8), dpi=130, layout="constrained")
     axes = fig.subplots(1, 2)

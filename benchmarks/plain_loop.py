@@ -26,7 +26,9 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
     rows = torch.arange(h, device=x.device)[None, :] + dy[:, None]
     cols = torch.arange(w, device=x.device)[None, :] + dx[:, None]
-    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return padded[
+        torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]
+    ].permute(0, 3, 1, 2)
 
 
 def logitnorm_loss(logits: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
@@ -61,7 +63,11 @@ def train(
     steps_per_epoch = len(labels) // batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
+    autocast = (
+        torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+        if precision == "bf16-mixed"
+        else contextlib.nullcontext()
+    )
     start = time.perf_counter()
     for _ in range(epochs):
         order = torch.randperm(len(labels), device=device)
@@ -74,7 +80,11 @@ def train(
             with autocast:
                 logits = model(x)
             logits = logits.float()
-            loss = F.cross_entropy(logits, labels[index]) if tau is None else logitnorm_loss(logits, labels[index], tau)
+            loss = (
+                F.cross_entropy(logits, labels[index])
+                if tau is None
+                else logitnorm_loss(logits, labels[index], tau)
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -103,10 +113,16 @@ def default_experiment(epochs: int = 10, channels_last: bool = False) -> float:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--channels-last", action="store_true", help="as oodlab trains by default")
-    parser.add_argument("--freeze-gc", action="store_true", help="oodlab's collector settings (oodlab._infra.memory)")
+    parser.add_argument(
+        "--freeze-gc",
+        action="store_true",
+        help="oodlab's collector settings (oodlab._infra.memory)",
+    )
     args = parser.parse_args()
     if args.freeze_gc:
         import atexit

@@ -32,12 +32,21 @@ from oodlab.data.types import ImageTensors
 from oodlab.task import OODClassificationTask
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False}
+OPTIMIZER = {
+    "_target_": "torch.optim.SGD",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "nesterov": False,
+}
 
 
 def synthetic(n: int, seed: int = 0) -> ImageTensors:
     g = torch.Generator().manual_seed(seed)
-    return ImageTensors(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return ImageTensors(
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
+    )
 
 
 class StepTimer(L.Callback):
@@ -74,7 +83,9 @@ def oodlab_steps(args: argparse.Namespace, data: ImageTensors) -> float:
         max_steps=args.steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
     )  # fmt: skip
-    loader = TrainBatches(ImageTensors(data.images.to(device), data.labels.to(device)), args.batch_size)
+    loader = TrainBatches(
+        ImageTensors(data.images.to(device), data.labels.to(device)), args.batch_size
+    )
     trainer.fit(task, train_dataloaders=loader)
     return timer.end - timer.start
 
@@ -108,7 +119,9 @@ def plain_steps(args: argparse.Namespace, data: ImageTensors) -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = forward(x)
         f = logits.float()
-        loss = torch.nn.functional.cross_entropy(f / ((f.norm(dim=1, keepdim=True) + 1e-7) * 0.04), labels[index])
+        loss = torch.nn.functional.cross_entropy(
+            f / ((f.norm(dim=1, keepdim=True) + 1e-7) * 0.04), labels[index]
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -127,16 +140,24 @@ def forward_flops(model_name: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="wrn40_2")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default=None, help="Lightning precision (default: bf16-mixed on a GPU, 32 on the CPU)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="Lightning precision (default: bf16-mixed on a GPU, 32 on the CPU)",
+    )
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each; the best is kept")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternating runs of each; the best is kept"
+    )
     args = parser.parse_args()
     args.precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32")
     data = synthetic(max(args.batch_size * 40, 5000))
@@ -146,14 +167,20 @@ def main() -> None:
         best["plain"] = min(best["plain"], plain_steps(args, data))
         best["oodlab"] = min(best["oodlab"], oodlab_steps(args, data))
     rate = {k: timed * args.batch_size / v for k, v in best.items()}
-    print(f"{args.model}, batch {args.batch_size}, {args.precision}, {args.device}, channels_last={args.channels_last}, compile={args.compile}")
+    print(
+        f"{args.model}, batch {args.batch_size}, {args.precision}, {args.device}, channels_last={args.channels_last}, compile={args.compile}"
+    )
     for name in ("plain", "oodlab"):
         print(f"  {name:<7} {rate[name]:10.1f} images/s")
     print(f"  ratio oodlab / plain: {rate['oodlab'] / rate['plain']:.3f}  (target >= 0.95)")
     if args.device.startswith("cuda"):
         flops = 3 * forward_flops(args.model)
-        print(f"  achieved: {rate['oodlab'] * flops / 1e12:.1f} TFLOP/s ({flops / 1e9:.2f} GFLOP per training image)")
-        print(f"  200 epochs x 50,000 images: {200 * 50_000 / rate['oodlab'] / 60:.1f} min projected")
+        print(
+            f"  achieved: {rate['oodlab'] * flops / 1e12:.1f} TFLOP/s ({flops / 1e9:.2f} GFLOP per training image)"
+        )
+        print(
+            f"  200 epochs x 50,000 images: {200 * 50_000 / rate['oodlab'] / 60:.1f} min projected"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Train a classifier with a pluggable loss head, then evaluate it for OOD detection.
 
-    python src/train.py loss=logitnorm loss.tau=0.04
-    python src/train.py -m loss=ce,logitnorm seed=0,1
+python src/train.py loss=logitnorm loss.tau=0.04
+python src/train.py -m loss=ce,logitnorm seed=0,1
 """
 
 import hydra

@@ -31,7 +31,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def compose_cfg(data_dir: Path, tmp_path: Path):
     """Compose conf/<config_name>.yaml like the entry point would, with outputs in tmp_path."""
 
-    def _compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+    def _compose(
+        overrides: list[str] | tuple[str, ...] = (), config_name: str = "train"
+    ) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONF), version_base="1.3"):
             cfg = compose(
@@ -70,7 +72,9 @@ def _env(data_dir: Path) -> dict[str, str]:
 def run_cli(data_dir: Path, tmp_path: Path):
     """Run ``python src/<script> args`` as a user would, from a scratch working directory."""
 
-    def _run(script: str, *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def _run(
+        script: str, *args: str, timeout: float = 300, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(REPO / "src" / script), *args],
             cwd=cwd or tmp_path,

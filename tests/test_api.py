@@ -35,7 +35,10 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert set(record.ood["msp"]) == {"uniform_noise", "inverted_digits", "mean"}
     assert record.id["n"] == 497 and 0.0 <= record.id["acc"] <= 1.0
     # hyperparameters chosen on the validation pair, from the default grids
-    assert record.scores["knn"].chosen["k"] in (1, 10, 50, 100, 200) and len(record.scores["knn"].trials) == 5
+    assert (
+        record.scores["knn"].chosen["k"] in (1, 10, 50, 100, 200)
+        and len(record.scores["knn"].trials) == 5
+    )
     assert record.calibration["fitted_on"] == "val"
     printed = capsys.readouterr().out.split()
     assert float(printed[0]) == pytest.approx(record.ood["energy"]["uniform_noise"]["auroc"])
@@ -49,29 +52,54 @@ def data(n: int, seed: int, labelled: bool = True):
 
 @pytest.fixture
 def sets():
-    return {"test": data(40, 1), "val": data(30, 2), "train": data(60, 3), "val_ood": data(20, 4, False), "ood": data(25, 5, False)}
+    return {
+        "test": data(40, 1),
+        "val": data(30, 2),
+        "train": data(60, 3),
+        "val_ood": data(20, 4, False),
+        "ood": data(25, 5, False),
+    }
 
 
 def evaluate(model, sets, **kwargs):
-    kwargs = {"id_val": sets["val"], "val_ood": sets["val_ood"], "id_train": sets["train"], "batch_size": 16, "grids": {"knn": {"k": [1, 5]}}, **kwargs}
-    return oodlab.evaluate(model, sets["test"], {"ood": sets["ood"]}, scores=["msp", "knn", "gradnorm", "react"], **kwargs)
+    kwargs = {
+        "id_val": sets["val"],
+        "val_ood": sets["val_ood"],
+        "id_train": sets["train"],
+        "batch_size": 16,
+        "grids": {"knn": {"k": [1, 5]}},
+        **kwargs,
+    }
+    return oodlab.evaluate(
+        model,
+        sets["test"],
+        {"ood": sets["ood"]},
+        scores=["msp", "knn", "gradnorm", "react"],
+        **kwargs,
+    )
 
 
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)
+    ).eval()
 
 
 def test_every_kind_of_data_gives_the_same_record(sets):
     model = tiny_cnn()
     want = evaluate(model, sets)
-    as_dataset = {k: TensorDataset(*v) if isinstance(v, tuple) else TensorDataset(v) for k, v in sets.items()}
+    as_dataset = {
+        k: TensorDataset(*v) if isinstance(v, tuple) else TensorDataset(v) for k, v in sets.items()
+    }
     as_loader = {k: DataLoader(v, batch_size=7) for k, v in as_dataset.items()}
     for variant in (as_dataset, as_loader):
         got = evaluate(model, variant)
         assert got.ood == want.ood
         assert got.id == want.id
-        assert {k: c.chosen for k, c in got.scores.items()} == {k: c.chosen for k, c in want.scores.items()}
+        assert {k: c.chosen for k, c in got.scores.items()} == {
+            k: c.chosen for k, c in want.scores.items()
+        }
 
 
 def test_hooked_features_are_the_last_layer_input():
@@ -105,9 +133,14 @@ def test_a_named_head_and_a_bad_name():
 
 
 def test_scores_without_labels_or_validation_pair(sets):
-    record = oodlab.evaluate(tiny_cnn(), sets["ood"], {"ood": sets["val_ood"]}, scores={"energy": {"temperature": 2.0}})
+    record = oodlab.evaluate(
+        tiny_cnn(), sets["ood"], {"ood": sets["val_ood"]}, scores={"energy": {"temperature": 2.0}}
+    )
     assert record.id["acc"] is None and record.calibration is None
-    assert record.scores["energy"].chosen == {"temperature": 2.0} and record.scores["energy"].val is None
+    assert (
+        record.scores["energy"].chosen == {"temperature": 2.0}
+        and record.scores["energy"].val is None
+    )
 
 
 def test_default_score_of_a_model_without_an_oodlab_head_is_msp(sets):

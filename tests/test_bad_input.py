@@ -44,7 +44,10 @@ def test_ckpt_path_last_without_a_run_says_where_it_looked(compose_cfg, tmp_path
     from oodlab._infra.errors import MissingFileError
 
     cfg = compose_cfg(["debug=fast", "ckpt_path=last", f"hydra.run.dir={tmp_path}"])
-    with pytest.raises(MissingFileError, match=r"^Checkpoint not found: looked in .*checkpoints\. ckpt_path=last resumes"):
+    with pytest.raises(
+        MissingFileError,
+        match=r"^Checkpoint not found: looked in .*checkpoints\. ckpt_path=last resumes",
+    ):
         train(cfg)
 
 
@@ -58,7 +61,17 @@ def test_unknown_backbone_lists_oodlab_models(compose_cfg, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("group, name", [("data", "mnist5", ), ("ood", "nope"), ("loss", "isomaxx")])
+@pytest.mark.parametrize(
+    "group, name",
+    [
+        (
+            "data",
+            "mnist5",
+        ),
+        ("ood", "nope"),
+        ("loss", "isomaxx"),
+    ],
+)
 def test_unknown_group_option_lists_choices(compose_cfg, group, name):
     with pytest.raises(ConfigCompositionException, match="Available options"):
         compose_cfg([f"{group}={name}"])

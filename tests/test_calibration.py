@@ -187,7 +187,11 @@ def test_reliability_diagram_writes_png(tmp_path):
 
 @pytest.mark.parametrize(
     ("loss", "before", "after", "noted"),
-    [("logitnorm", 0.485, 0.0083, True), ("logitnorm", 0.021, 0.005, False), ("ce", 0.30, 0.01, False)],
+    [
+        ("logitnorm", 0.485, 0.0083, True),
+        ("logitnorm", 0.021, 0.005, False),
+        ("ce", 0.30, 0.01, False),
+    ],
 )
 def test_console_explains_a_high_raw_ece_of_logitnorm_only(loss, before, after, noted):
     from oodlab.outputs.console import LOGITNORM_ECE_NOTE, caption
@@ -199,5 +203,8 @@ def test_console_explains_a_high_raw_ece_of_logitnorm_only(loss, before, after, 
         calibration={"temperature": 0.2, "ece_before": before, "ece_after": after},
     )
     text = caption(record)
-    assert f"ECE {100 * before:.2f}% (raw logits), {100 * after:.2f}% after temperature scaling" in text
+    assert (
+        f"ECE {100 * before:.2f}% (raw logits), {100 * after:.2f}% after temperature scaling"
+        in text
+    )
     assert (LOGITNORM_ECE_NOTE in text) is noted

@@ -34,7 +34,11 @@ TWO_PROCESSES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 def compose_eval(out: Path, data_dir: Path, overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", *overrides], return_hydra_config=True)
+        cfg = compose(
+            "eval",
+            overrides=[f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", *overrides],
+            return_hydra_config=True,
+        )
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
@@ -49,33 +53,52 @@ def assert_same_metrics(got: dict, want: dict) -> None:
         assert table.keys() == got["ood"][score].keys()
         for set_name, metrics in table.items():
             for key, value in metrics.items():
-                assert got["ood"][score][set_name][key] == pytest.approx(value, abs=1e-6), (score, set_name, key)
+                assert got["ood"][score][set_name][key] == pytest.approx(value, abs=1e-6), (
+                    score,
+                    set_name,
+                    key,
+                )
     for score, section in want["scores"].items():
         assert got["scores"][score]["chosen"] == section["chosen"], score
-        assert got["scores"][score]["val_fpr95"] == pytest.approx(section["val_fpr95"], abs=1e-6), score
+        assert got["scores"][score]["val_fpr95"] == pytest.approx(section["val_fpr95"], abs=1e-6), (
+            score
+        )
 
 
 @pytest.mark.slow
-def test_ddp_training_and_evaluation_equal_a_single_process(run_cli, data_dir: Path, tmp_path: Path):
+def test_ddp_training_and_evaluation_equal_a_single_process(
+    run_cli, data_dir: Path, tmp_path: Path
+):
     train_dir = tmp_path / "train"
     # sync_batchnorm needs GPUs: off for the CPU run
     done = run_cli(
-        "train.py", *COMMON, *TWO_PROCESSES, "trainer.sync_batchnorm=false", TINY_CNN, f"hydra.run.dir={train_dir}"
+        "train.py",
+        *COMMON,
+        *TWO_PROCESSES,
+        "trainer.sync_batchnorm=false",
+        TINY_CNN,
+        f"hydra.run.dir={train_dir}",
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    assert sorted(tmp_path.rglob("results.json")) == [train_dir / "results.json"], "one results.json per run"
+    assert sorted(tmp_path.rglob("results.json")) == [train_dir / "results.json"], (
+        "one results.json per run"
+    )
     trained = json.loads((train_dir / "results.json").read_text())
     ckpt = train_dir / "checkpoints" / "last.ckpt"
 
     single_dir = tmp_path / "single"
-    single, _ = evaluate_checkpoint(compose_eval(single_dir, data_dir, [f"ckpt_path={ckpt}", *COMMON]))
+    single, _ = evaluate_checkpoint(
+        compose_eval(single_dir, data_dir, [f"ckpt_path={ckpt}", *COMMON])
+    )
     GlobalHydra.instance().clear()
     single = json.loads(json.dumps(single))
     assert single["run"]["processes"] == 1
     assert_same_metrics(trained, single)
 
     ddp_dir = tmp_path / "ddp"
-    done = run_cli("eval.py", f"ckpt_path={ckpt}", *COMMON, *TWO_PROCESSES, f"hydra.run.dir={ddp_dir}")
+    done = run_cli(
+        "eval.py", f"ckpt_path={ckpt}", *COMMON, *TWO_PROCESSES, f"hydra.run.dir={ddp_dir}"
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert sorted(ddp_dir.rglob("results.json")) == [ddp_dir / "results.json"]
     two = json.loads((ddp_dir / "results.json").read_text())

@@ -28,7 +28,9 @@ TINY_TIMM = "resnet10t"
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_local_weights_with_a_key_prefix(tmp_path, suffix):
     source = timm.create_model(TINY_TIMM, num_classes=1000, in_chans=1)
-    state = {f"module.{k}": v for k, v in source.state_dict().items()}  # as a DDP checkpoint has them
+    state = {
+        f"module.{k}": v for k, v in source.state_dict().items()
+    }  # as a DDP checkpoint has them
     path = tmp_path / f"weights{suffix}"
     if suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -39,7 +41,9 @@ def test_local_weights_with_a_key_prefix(tmp_path, suffix):
     backbone = create_backbone(TINY_TIMM, 1, weights=str(path), weights_prefix="module.")
     for key, value in backbone.state_dict().items():
         torch.testing.assert_close(value, source.state_dict()[key])
-    assert not hasattr(backbone, "fc") or isinstance(backbone.fc, torch.nn.Identity), "the classifier is replaced"
+    assert not hasattr(backbone, "fc") or isinstance(backbone.fc, torch.nn.Identity), (
+        "the classifier is replaced"
+    )
     with pytest.raises(ConfigError, match=r"model\.weights.*weights_prefix"):
         create_backbone(TINY_TIMM, 1, weights=str(path))  # the prefix not stripped
     with pytest.raises(ConfigError, match=r"model\.weights.*existing"):
@@ -81,13 +85,25 @@ def test_fine_tuning_from_a_local_file_with_any_loss_head(compose_cfg, tmp_path)
     source = timm.create_model(TINY_TIMM, num_classes=1000, in_chans=1)
     torch.save(source.state_dict(), tmp_path / "w.pth")
     cfg = compose_cfg(
-        ["debug=fast", "loss=isomaxplus", f"model.backbone={TINY_TIMM}", f"model.weights={tmp_path / 'w.pth'}", "eval.scores=[msp,default]"]
+        [
+            "debug=fast",
+            "loss=isomaxplus",
+            f"model.backbone={TINY_TIMM}",
+            f"model.weights={tmp_path / 'w.pth'}",
+            "eval.scores=[msp,default]",
+        ]
     )
     results, _ = train(cfg)
-    assert results["status"] == "ok" and results["run"]["backbone"] == TINY_TIMM and "mds" in results["ood"]
+    assert (
+        results["status"] == "ok"
+        and results["run"]["backbone"] == TINY_TIMM
+        and "mds" in results["ood"]
+    )
 
 
-def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(compose_cfg, tmp_path, monkeypatch):
+def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(
+    compose_cfg, tmp_path, monkeypatch
+):
     source = timm.create_model(TINY_TIMM, num_classes=1000, in_chans=1)
     torch.save(source.state_dict(), tmp_path / "w.pth")
     common = ["debug=fast", f"model.backbone={TINY_TIMM}", "eval.scores=[msp]"]
@@ -96,7 +112,13 @@ def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(compos
     (tmp_path / "w.pth").unlink()
     # the starting weights are gone and the hub is off: only the checkpoint can be used
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    again = [*common, f"model.weights={tmp_path / 'w.pth'}", "model.pretrained=true", "ckpt_path=last", "trainer.max_epochs=2"]
+    again = [
+        *common,
+        f"model.weights={tmp_path / 'w.pth'}",
+        "model.pretrained=true",
+        "ckpt_path=last",
+        "trainer.max_epochs=2",
+    ]
     resumed, _ = train(compose_cfg(again))
     assert resumed["status"] == "ok" and resumed["run"]["epochs"] == 2
 
@@ -104,7 +126,9 @@ def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(compos
 def test_the_fine_tuning_experiment_composes(compose_cfg):
     cfg = compose_cfg(["experiment=finetune_folder", "data.dataset.path=/data/imgs"])
     assert cfg.model.pretrained is True and timm.is_model(cfg.model.backbone)
-    assert cfg.loss._target_.endswith("LogitNormHead") and cfg.data.dataset._target_.endswith("load_image_folder")
+    assert cfg.loss._target_.endswith("LogitNormHead") and cfg.data.dataset._target_.endswith(
+        "load_image_folder"
+    )
 
 
 # -- someone else's checkpoint ----------------------------------------------------------------
@@ -112,7 +136,12 @@ def test_the_fine_tuning_experiment_composes(compose_cfg):
 def test_eval_of_a_plain_state_dict(run_cli, tmp_path, arch):
     if arch.startswith("torchvision:"):
         model = torchvision.models.resnet18(num_classes=3)
-        data = ["data=folder", f"data.dataset.path={digit_folder(tmp_path)}", "data.dataset.image_size=32", "ood=cifar_offline"]
+        data = [
+            "data=folder",
+            f"data.dataset.path={digit_folder(tmp_path)}",
+            "data.dataset.image_size=32",
+            "ood=cifar_offline",
+        ]
     else:
         model = timm.create_model(arch, num_classes=10, in_chans=1)
         data = []
@@ -124,7 +153,9 @@ def test_eval_of_a_plain_state_dict(run_cli, tmp_path, arch):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "results.json").read_text())
-    assert record["run"]["backbone"] == arch and record["run"]["checkpoint"] == str((tmp_path / "w.pth").resolve())
+    assert record["run"]["backbone"] == arch and record["run"]["checkpoint"] == str(
+        (tmp_path / "w.pth").resolve()
+    )
     assert set(record["ood"]) == {"msp", "energy", "knn"}
 
 
@@ -138,7 +169,9 @@ def digit_folder(root: Path) -> Path:
     for i, (image, label) in enumerate(zip(digits.images[:240], digits.target[:240])):
         if label < 3:
             (folder / str(label)).mkdir(parents=True, exist_ok=True)
-            Image.fromarray((image * 15).astype("uint8")).convert("RGB").resize((32, 32)).save(folder / str(label) / f"{i}.png")
+            Image.fromarray((image * 15).astype("uint8")).convert("RGB").resize((32, 32)).save(
+                folder / str(label) / f"{i}.png"
+            )
     return folder
 
 
@@ -152,7 +185,14 @@ def test_tensorboard_gets_the_curves_metrics_and_record(compose_cfg):
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    assert {"norm/train", "norm/val_id", "norm/ood", "val_ood/msp/fpr95", "test/acc", "test/msp/mean/auroc"} <= scalars
+    assert {
+        "norm/train",
+        "norm/val_id",
+        "norm/ood",
+        "val_ood/msp/fpr95",
+        "test/acc",
+        "test/msp/mean/auroc",
+    } <= scalars
     assert len(acc.Scalars("norm/train")) == 2
     assert any("results.json" in tag for tag in acc.Tags()["tensors"])
 
@@ -166,7 +206,9 @@ def test_mlflow_gets_the_curves_metrics_and_record(compose_cfg):
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
     (run,) = client.search_runs([client.get_experiment_by_name("oodlab").experiment_id])
     assert run.info.status == "FINISHED"
-    assert {"norm/train", "val_ood/msp/fpr95", "test/acc", "test/msp/mean/auroc"} <= set(run.data.metrics)
+    assert {"norm/train", "val_ood/msp/fpr95", "test/acc", "test/msp/mean/auroc"} <= set(
+        run.data.metrics
+    )
     assert [m.value for m in client.get_metric_history(run.info.run_id, "norm/train")] != []
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "results.json" in artifacts
@@ -198,7 +240,9 @@ def test_online_wandb_logs_results_and_checkpoint_as_artifacts(tmp_path, monkeyp
     run_loggers.log_record([online], record, tmp_path, artifacts=True)
     assert online.metrics["test/acc"] == 0.9
     assert [a.type for a in logged] == ["results"]
-    run_loggers.log_record([online], record, tmp_path, artifacts=False)  # logger.wandb.artifacts=false
+    run_loggers.log_record(
+        [online], record, tmp_path, artifacts=False
+    )  # logger.wandb.artifacts=false
     offline = WandbLogger()
     offline._offline = True
     run_loggers.log_record([offline], record, tmp_path, artifacts=True)
@@ -230,18 +274,34 @@ def test_a_run_prints_no_third_party_noise_and_plain_wide_tables(run_cli, tmp_pa
     assert table and max(map(len, table)) > 80, "the table is not wrapped at 80 columns"
     assert "after temperature scaling" in proc.stdout
     # resuming the finished run into a new MLflow store: no "directory not empty", no set-up lines
-    again = run_cli("train.py", "debug=fast", "logger=mlflow", "ckpt_path=last", f"hydra.run.dir={tmp_path / 'run'}")
+    again = run_cli(
+        "train.py",
+        "debug=fast",
+        "logger=mlflow",
+        "ckpt_path=last",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     for noise in (*NOISE, "exists and is not empty", "Creating it", "database tables"):
         assert noise not in again.stdout + again.stderr, noise
-    loud = run_cli("train.py", "debug=fast", "logger=none", "verbose_third_party=true", f"hydra.run.dir={tmp_path / 'loud'}")
+    loud = run_cli(
+        "train.py",
+        "debug=fast",
+        "logger=none",
+        "verbose_third_party=true",
+        f"hydra.run.dir={tmp_path / 'loud'}",
+    )
     assert "litlogger" in loud.stdout + loud.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "key"),
-    [(["trainer=gpu"], "trainer.accelerator"), (["optimizer.lr=abc"], "optimizer.lr"), (["logger=none", "model.weights=/nope.pth"], "model.weights")],
+    [
+        (["trainer=gpu"], "trainer.accelerator"),
+        (["optimizer.lr=abc"], "optimizer.lr"),
+        (["logger=none", "model.weights=/nope.pth"], "model.weights"),
+    ],
 )
 def test_mistakes_get_one_line_naming_the_key(run_cli, args, key):
     proc = run_cli("train.py", "debug=fast", "logger=none", *args)
@@ -260,7 +320,11 @@ def test_report_names_the_missing_path(capsys, tmp_path):
     assert str(missing) in err and "Dataset" not in err  # whole, on one line: a path stays copyable
 
 
-@pytest.mark.parametrize("argv", [["src/train.py", "--cfg", "job"], ["src/report.py", "--help"]], ids=["train-cfg", "report-help"])
+@pytest.mark.parametrize(
+    "argv",
+    [["src/train.py", "--cfg", "job"], ["src/report.py", "--help"]],
+    ids=["train-cfg", "report-help"],
+)
 def test_help_imports_nothing_heavy(argv):
     """--help, --cfg and tab completion never load torch (benchmarks/cli_startup.py times them)."""
     import subprocess
@@ -268,7 +332,12 @@ def test_help_imports_nothing_heavy(argv):
     code = f"import sys, runpy; sys.argv = {argv!r}; "
     code += "import atexit; atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'lightning', 'wandb') if m in sys.modules)));"
     code += f"runpy.run_path({argv[0]!r}, run_name='__main__')"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert re.search(r"HEAVY \[\]", proc.stdout), proc.stdout[-500:] + proc.stderr[-2000:]
 
 

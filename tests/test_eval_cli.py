@@ -17,7 +17,11 @@ from oodlab.checkpoint import CheckpointError, load_checkpoint
 from oodlab.cli import config_dir, eval_main, evaluate_checkpoint, train
 
 SCORES = "eval.scores=[msp,energy,default,knn,odin]"
-SMALL_GRIDS = ["eval.grids.odin.temperature=[1,1000]", "eval.grids.odin.epsilon=[0,0.002]", "eval.grids.knn.k=[1,5]"]
+SMALL_GRIDS = [
+    "eval.grids.odin.temperature=[1,1000]",
+    "eval.grids.odin.epsilon=[0,0.002]",
+    "eval.grids.knn.k=[1,5]",
+]
 
 
 def compose_in(config_name: str, out: Path, data_dir: Path, overrides: list[str]) -> DictConfig:
@@ -25,7 +29,12 @@ def compose_in(config_name: str, out: Path, data_dir: Path, overrides: list[str]
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose(
             config_name,
-            overrides=[f"paths.data_dir={data_dir}", f"paths.log_dir={out.parent / 'logs'}", f"hydra.run.dir={out}", *overrides],
+            overrides=[
+                f"paths.data_dir={data_dir}",
+                f"paths.log_dir={out.parent / 'logs'}",
+                f"hydra.run.dir={out}",
+                *overrides,
+            ],
             return_hydra_config=True,
         )
     HydraConfig.instance().set_config(cfg)
@@ -39,7 +48,18 @@ def compose_in(config_name: str, out: Path, data_dir: Path, overrides: list[str]
 def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A debug-sized IsoMax+ run: its results.json and checkpoints/last.ckpt."""
     out = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_in("train", out, data_dir, ["loss=isomaxplus", "debug=fast", "+model.backbone_kwargs.widths=[4,8,16]", SCORES, *SMALL_GRIDS])
+    cfg = compose_in(
+        "train",
+        out,
+        data_dir,
+        [
+            "loss=isomaxplus",
+            "debug=fast",
+            "+model.backbone_kwargs.widths=[4,8,16]",
+            SCORES,
+            *SMALL_GRIDS,
+        ],
+    )
     train(cfg)
     GlobalHydra.instance().clear()
     return out, json.loads((out / "results.json").read_text())
@@ -50,7 +70,13 @@ def test_eval_config_shares_the_training_groups(data_dir, tmp_path):
     for group in ("data", "ood", "eval", "trainer", "paths", "logger"):
         assert group in cfg, group
     assert cfg.ckpt_path is None
-    assert "default" in cfg.eval.scores and cfg.eval.grids.odin.epsilon == [0, 0.0005, 0.001, 0.002, 0.005]
+    assert "default" in cfg.eval.scores and cfg.eval.grids.odin.epsilon == [
+        0,
+        0.0005,
+        0.001,
+        0.002,
+        0.005,
+    ]
     assert "/eval_multiruns/" in cfg.hydra.sweep.dir
 
 
@@ -59,26 +85,43 @@ def test_checkpoint_evaluation_reproduces_the_training_run(trained, data_dir, tm
     ckpt = train_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file(), "training saves checkpoints/last.ckpt (ModelCheckpoint)"
     out = tmp_path / "eval"
-    cfg = compose_in("eval", out, data_dir, [f"ckpt_path={ckpt}", "debug=fast", "plots=true", SCORES, *SMALL_GRIDS])
+    cfg = compose_in(
+        "eval",
+        out,
+        data_dir,
+        [f"ckpt_path={ckpt}", "debug=fast", "plots=true", SCORES, *SMALL_GRIDS],
+    )
     results, objective = evaluate_checkpoint(cfg)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
     # the training schema, less training's own validation history
-    assert set(train_results) - {"val"} <= set(on_disk) and {"scores", "calibration"} <= set(on_disk)
+    assert set(train_results) - {"val"} <= set(on_disk) and {"scores", "calibration"} <= set(
+        on_disk
+    )
     assert on_disk["run"]["checkpoint"] == str(ckpt.resolve())
-    assert on_disk["run"]["loss"] == "isomaxplus" and on_disk["run"]["epochs"] == train_results["run"]["epochs"] == 1
+    assert (
+        on_disk["run"]["loss"] == "isomaxplus"
+        and on_disk["run"]["epochs"] == train_results["run"]["epochs"] == 1
+    )
     # `default` is the head's own score: mds for IsoMax+
     assert list(on_disk["ood"]) == ["msp", "energy", "mds", "knn", "odin"]
     for score, table in train_results["ood"].items():
         for set_name, metrics in table.items():
             for key, value in metrics.items():
-                assert on_disk["ood"][score][set_name][key] == pytest.approx(value, abs=1e-9), (score, set_name, key)
+                assert on_disk["ood"][score][set_name][key] == pytest.approx(value, abs=1e-9), (
+                    score,
+                    set_name,
+                    key,
+                )
     for score, section in train_results["scores"].items():
         assert on_disk["scores"][score]["chosen"] == section["chosen"]
     assert on_disk["logit_norm"] == train_results["logit_norm"]
     assert objective == on_disk["scores"]["msp"]["val_fpr95"]
     calibration = on_disk["calibration"]
-    assert calibration["temperature"] > 0 and calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    assert (
+        calibration["temperature"] > 0
+        and calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    )
     assert (out / "reliability.png").stat().st_size > 0
 
 
@@ -94,12 +137,20 @@ def test_checkpoint_loads_weights_only(trained):
     [
         (lambda d: d / "missing.ckpt", "not found"),
         (lambda d: d, "is a directory"),
-        (lambda d: (d / "garbage.ckpt").write_bytes(b"not a checkpoint") and d / "garbage.ckpt", "could not be loaded"),
-        (lambda d: torch.save({"weights": torch.zeros(2)}, d / "other.ckpt") or d / "other.ckpt", "not an oodlab"),
+        (
+            lambda d: (d / "garbage.ckpt").write_bytes(b"not a checkpoint") and d / "garbage.ckpt",
+            "could not be loaded",
+        ),
+        (
+            lambda d: torch.save({"weights": torch.zeros(2)}, d / "other.ckpt") or d / "other.ckpt",
+            "not an oodlab",
+        ),
     ],
     ids=["missing", "directory", "corrupt", "foreign"],
 )
-def test_bad_checkpoints_fail_with_one_line_naming_the_path(make, message, data_dir, tmp_path, capsys, monkeypatch):
+def test_bad_checkpoints_fail_with_one_line_naming_the_path(
+    make, message, data_dir, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("COLUMNS", "400")
     path = make(tmp_path)
     with pytest.raises(CheckpointError, match=message) as info:

@@ -71,15 +71,27 @@ def setup():
         "val": images(40, 2, True),
         "test": images(50, 3, True),
         "val_ood": images(20, 4, False),
-        "ood": {"dark": images(25, 5, False), "other": images(15, 6, False), "third": images(10, 7, False)},
+        "ood": {
+            "dark": images(25, 5, False),
+            "other": images(15, 6, False),
+            "third": images(10, 7, False),
+        },
     }
     return model, Normalize((0.2,), (0.3,)), data
 
 
 def run(model, normalize, data, scores, **kwargs):
     """The evaluation behind the record oodlab.evaluate returns."""
-    kwargs = {"id_train": data["train"], "id_val": data["val"], "val_ood": data["val_ood"], "batch_size": 16, **kwargs}
-    record = evaluate(model, data["test"], data["ood"], scores, normalize=normalize, dataset="tiny", **kwargs)
+    kwargs = {
+        "id_train": data["train"],
+        "id_val": data["val"],
+        "val_ood": data["val_ood"],
+        "batch_size": 16,
+        **kwargs,
+    }
+    record = evaluate(
+        model, data["test"], data["ood"], scores, normalize=normalize, dataset="tiny", **kwargs
+    )
     return record.evaluation
 
 
@@ -99,18 +111,30 @@ def test_shards_are_whole_single_process_batches_in_order(n_batches, world):
 # -- inference once ------------------------------------------------------------------------
 def test_every_dataset_is_inferred_once_for_all_cached_scores(setup):
     model, normalize, data = setup
-    scores = {n: {} for n in ("msp", "energy", "gradnorm", "react", "mahalanobis", "knn", "es", "mmles")}
+    scores = {
+        n: {} for n in ("msp", "energy", "gradnorm", "react", "mahalanobis", "knn", "es", "mmles")
+    }
     run(model, normalize, data, scores, grids={"knn": {"k": [1, 5]}})
-    sizes = [len(data[k]) for k in ("train", "val", "test", "val_ood")] + [len(d) for d in data["ood"].values()]
+    sizes = [len(data[k]) for k in ("train", "val", "test", "val_ood")] + [
+        len(d) for d in data["ood"].values()
+    ]
     assert model.calls["forward_with_features"] == sum(batches(n) for n in sizes)
     assert model.calls["forward"] == 0
 
 
 def test_odin_reruns_the_network_and_nothing_else_does(setup):
     model, normalize, data = setup
-    result = run(model, normalize, data, {"msp": {}, "odin": {}}, grids={"odin": {"temperature": [1, 10], "epsilon": [0, 0.01]}})
+    result = run(
+        model,
+        normalize,
+        data,
+        {"msp": {}, "odin": {}},
+        grids={"odin": {"temperature": [1, 10], "epsilon": [0, 0.01]}},
+    )
     # no training split inferred: none of these scores fits statistics
-    sizes = [len(data[k]) for k in ("val", "test", "val_ood")] + [len(d) for d in data["ood"].values()]
+    sizes = [len(data[k]) for k in ("val", "test", "val_ood")] + [
+        len(d) for d in data["ood"].values()
+    ]
     assert model.calls["forward_with_features"] == sum(batches(n) for n in sizes)
     # val pair, per batch and temperature: one gradient pass, one perturbed pass (eps=0 reuses the
     # gradient pass's logits); test sets: the chosen setting only
@@ -147,7 +171,10 @@ def test_hyperparameters_are_chosen_on_the_validation_pair(setup):
     result = run(model, normalize, data, {"energy": {}}, grids={"energy": {"temperature": grid}})
     with torch.no_grad():
         val_id, val_ood = (model(normalize(d.images)) for d in (data["val"], data["val_ood"]))
-    trials = [ood_metrics(t * torch.logsumexp(val_id / t, 1), t * torch.logsumexp(val_ood / t, 1)) for t in grid]
+    trials = [
+        ood_metrics(t * torch.logsumexp(val_id / t, 1), t * torch.logsumexp(val_ood / t, 1))
+        for t in grid
+    ]
     best = min(range(len(grid)), key=lambda i: (trials[i]["fpr95"], -trials[i]["auroc"], i))
     choice = result.choices["energy"]
     assert choice.chosen == {"temperature": grid[best]}
@@ -155,7 +182,10 @@ def test_hyperparameters_are_chosen_on_the_validation_pair(setup):
     assert choice.val["fpr95"] == trials[best]["fpr95"]
     assert [t["params"]["temperature"] for t in choice.trials] == grid
     section = result.sections()["scores"]["energy"]
-    assert section["chosen"] == {"temperature": grid[best]} and section["val_fpr95"] == trials[best]["fpr95"]
+    assert (
+        section["chosen"] == {"temperature": grid[best]}
+        and section["val_fpr95"] == trials[best]["fpr95"]
+    )
 
 
 def test_choose_prefers_lower_fpr95_then_higher_auroc_then_grid_order():
@@ -177,8 +207,13 @@ def test_choose_prefers_lower_fpr95_then_higher_auroc_then_grid_order():
 
 
 def test_search_space_from_config_with_fixed_keys_and_bad_values():
-    assert search_space("odin", {"temperature": 1000}, {"odin": {"epsilon": [0, 0.001]}}) == {"epsilon": [0.0, 0.001]}
-    assert search_space("odin", {}, {}) == {"temperature": [1.0, 10.0, 100.0, 1000.0], "epsilon": [0.0, 0.0005, 0.001, 0.002, 0.005]}
+    assert search_space("odin", {"temperature": 1000}, {"odin": {"epsilon": [0, 0.001]}}) == {
+        "epsilon": [0.0, 0.001]
+    }
+    assert search_space("odin", {}, {}) == {
+        "temperature": [1.0, 10.0, 100.0, 1000.0],
+        "epsilon": [0.0, 0.0005, 0.001, 0.002, 0.005],
+    }
     assert search_space("msp", {}, {}) == {}
     with pytest.raises(ConfigError, match=r"eval\.grids\.odin\.epsilon"):
         search_space("odin", {}, {"odin": {"epsilon": [0.001, -1]}})
@@ -194,7 +229,10 @@ def test_without_a_validation_ood_set_the_published_defaults_are_used(setup):
     assert result.choices["odin"].chosen == {"temperature": 1000.0, "epsilon": 0.0014}
     assert result.choices["react"].chosen == {"percentile": 90.0}
     assert result.choices["knn"].chosen == {"k": 50}
-    assert result.choices["odin"].val is None and result.sections()["scores"]["odin"]["val_fpr95"] is None
+    assert (
+        result.choices["odin"].val is None
+        and result.sections()["scores"]["odin"]["val_fpr95"] is None
+    )
 
 
 class SpyScore(Score):
@@ -233,7 +271,9 @@ def test_means_over_sets_and_groups(setup):
     for key in ("fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood"):
         assert table["mean"][key] == pytest.approx((table["dark"][key] + table["other"][key]) / 2)
         assert table["mean_near"][key] == pytest.approx(table["dark"][key])
-        assert table["mean_far"][key] == pytest.approx((table["other"][key] + table["third"][key]) / 2)
+        assert table["mean_far"][key] == pytest.approx(
+            (table["other"][key] + table["third"][key]) / 2
+        )
     with pytest.raises(ConfigError, match=r"ood\.groups\.near"):
         run(model, normalize, data, {"msp": {}}, groups={"near": ["dark", "nope"]})
 

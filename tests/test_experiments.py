@@ -16,7 +16,9 @@ from oodlab._infra.errors import ConfigError, MissingDataError, find_user_error
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SUITES = sorted(p.stem for p in (CONF / "ood").glob("*.yaml"))
-DOWNLOADED_SETS = sorted(p.stem for p in (CONF / "ood_set").glob("*.yaml") if "download:" in p.read_text())
+DOWNLOADED_SETS = sorted(
+    p.stem for p in (CONF / "ood_set").glob("*.yaml") if "download:" in p.read_text()
+)
 
 
 @pytest.fixture
@@ -29,7 +31,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_experiment_file_is_a_global_diff_over_the_defaults():
-    assert {"logitnorm_cifar10", "logitnorm_cifar100", "isomaxplus_cifar10", "openood_cifar10", "cifar10_quick"} <= set(EXPERIMENTS)
+    assert {
+        "logitnorm_cifar10",
+        "logitnorm_cifar100",
+        "isomaxplus_cifar10",
+        "openood_cifar10",
+        "cifar10_quick",
+    } <= set(EXPERIMENTS)
     for name in EXPERIMENTS:
         text = (CONF / "experiment" / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_"), name
@@ -53,7 +61,12 @@ def test_logitnorm_protocol(compose_cfg):
     assert cfg.model.backbone_kwargs.drop_rate == 0.3
     assert cfg.loss._target_.endswith("LogitNormHead") and cfg.loss.tau == 0.04
     opt = cfg.optimizer
-    assert opt._target_ == "torch.optim.SGD" and (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 5e-4, False)
+    assert opt._target_ == "torch.optim.SGD" and (
+        opt.lr,
+        opt.momentum,
+        opt.weight_decay,
+        opt.nesterov,
+    ) == (0.1, 0.9, 5e-4, False)
     assert cfg.scheduler._target_.endswith("MultiStepLR")
     assert list(cfg.scheduler.milestones) == [80, 140] and cfg.scheduler.gamma == 0.1
     assert cfg.trainer.max_epochs == 200 and cfg.data.batch_size == 128
@@ -72,7 +85,9 @@ def test_isomaxplus_protocol(compose_cfg):
     assert cfg.data.batch_size == 64 and cfg.trainer.max_epochs == 300
     assert list(cfg.scheduler.milestones) == [150, 200, 250] and cfg.scheduler.gamma == 0.1
     assert list(cfg.ood.sets) == ["svhn", "tinyimagenet", "lsun"]
-    assert cfg.ood.sets.tinyimagenet.name == "tin_resize" and cfg.ood.sets.lsun.name == "lsun_resize"
+    assert (
+        cfg.ood.sets.tinyimagenet.name == "tin_resize" and cfg.ood.sets.lsun.name == "lsun_resize"
+    )
 
 
 def test_openood_protocol_and_groups(compose_cfg):
@@ -81,8 +96,15 @@ def test_openood_protocol_and_groups(compose_cfg):
     opt = cfg.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 5e-4, True)
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.interval == "step"
-    assert cfg.scheduler.eta_min == 1e-6 and cfg.trainer.max_epochs == 100 and cfg.data.batch_size == 128
-    assert OmegaConf.to_container(cfg.ood.groups) == {"near": ["cifar100", "tin"], "far": ["mnist", "svhn", "textures", "places365"]}
+    assert (
+        cfg.scheduler.eta_min == 1e-6
+        and cfg.trainer.max_epochs == 100
+        and cfg.data.batch_size == 128
+    )
+    assert OmegaConf.to_container(cfg.ood.groups) == {
+        "near": ["cifar100", "tin"],
+        "far": ["mnist", "svhn", "textures", "places365"],
+    }
     assert cfg.ood.sets.tin.benchmark == "cifar10"
     text = (CONF / "experiment" / "openood_cifar10.yaml").read_text()
     assert all(v in text for v in ("88.03", "90.73", "92.33", "96.74"))
@@ -95,14 +117,18 @@ def test_suite_groups_name_its_sets(compose_cfg, suite):
     assert cfg.ood.curve in names and cfg.ood.val is not None
     for members in (cfg.ood.groups or {}).values():
         assert set(members) <= names
-    assert cfg.ood.val.seed not in {s.get("seed") for s in cfg.ood.sets.values() if s._target_ == cfg.ood.val._target_}
+    assert cfg.ood.val.seed not in {
+        s.get("seed") for s in cfg.ood.sets.values() if s._target_ == cfg.ood.val._target_
+    }
 
 
 @pytest.mark.parametrize("set_name", DOWNLOADED_SETS)
 def test_every_downloaded_set_fails_clearly_offline(tmp_path: Path, no_network, set_name):
     empty = tmp_path / "empty"
     paths = {"data_dir": str(empty), "cache_dir": str(empty / "cache")}
-    node = OmegaConf.create({"paths": paths, "set": OmegaConf.load(CONF / "ood_set" / f"{set_name}.yaml")})
+    node = OmegaConf.create(
+        {"paths": paths, "set": OmegaConf.load(CONF / "ood_set" / f"{set_name}.yaml")}
+    )
     builder = instantiate(node.set, _convert_="all")
     with pytest.raises(MissingDataError) as err:
         builder(shape=(3, 32, 32))
@@ -117,7 +143,9 @@ def test_id_data_configs_fail_clearly_offline(compose_cfg, tmp_path: Path, no_ne
         instantiate(cfg.data.dataset)
     user_error = find_user_error(err.value)
     assert isinstance(user_error, MissingDataError)
-    assert f"'{data}' not found in {tmp_path / 'empty'}" in str(user_error) and "Downloading it failed" in str(user_error)
+    assert f"'{data}' not found in {tmp_path / 'empty'}" in str(
+        user_error
+    ) and "Downloading it failed" in str(user_error)
 
 
 def test_debug_preset_works_with_every_suite(compose_cfg, caplog):

@@ -54,15 +54,23 @@ def test_the_training_step_never_waits_for_the_device(compose_cfg, monkeypatch):
     """Every way of reading a tensor's value on the host is refused inside the training step
     and the monitor's batch hook (on a GPU each would stall the step)."""
     without_syncs = guard_host_reads(monkeypatch)
-    monkeypatch.setattr(OODClassificationTask, "training_step", without_syncs(OODClassificationTask.training_step))
-    monkeypatch.setattr(OODMonitor, "on_train_batch_end", without_syncs(OODMonitor.on_train_batch_end))
+    monkeypatch.setattr(
+        OODClassificationTask, "training_step", without_syncs(OODClassificationTask.training_step)
+    )
+    monkeypatch.setattr(
+        OODMonitor, "on_train_batch_end", without_syncs(OODMonitor.on_train_batch_end)
+    )
     results, _ = train(compose_cfg(["debug=fast", "trainer.limit_train_batches=5"]))
     assert results["status"] == "ok"
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [["trainer.precision=bf16-mixed"], ["channels_last=false"], pytest.param(["compile=true"], marks=pytest.mark.slow)],
+    [
+        ["trainer.precision=bf16-mixed"],
+        ["channels_last=false"],
+        pytest.param(["compile=true"], marks=pytest.mark.slow),
+    ],
     ids=["bf16", "contiguous", "compile"],
 )
 def test_fast_path_options_run_on_the_cpu(compose_cfg, overrides):

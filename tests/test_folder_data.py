@@ -22,7 +22,9 @@ from oodlab.data.imaging import CorruptDataError
 CLASSES = ("cat", "dog", "eel")
 
 
-def _write_image(path: Path, value: int, size: tuple[int, int] = (40, 36), mode: str = "RGB") -> None:
+def _write_image(
+    path: Path, value: int, size: tuple[int, int] = (40, 36), mode: str = "RGB"
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(zlib.crc32(str(path).encode()))
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
@@ -46,7 +48,9 @@ def class_folder(tmp_path: Path) -> Path:
 
 
 def test_flat_folder_splits_are_stratified_and_sized(class_folder: Path, tmp_path: Path):
-    data = load_image_folder(str(class_folder), image_size=16, val_size=3, test_size=6, root=str(tmp_path / "d"))
+    data = load_image_folder(
+        str(class_folder), image_size=16, val_size=3, test_size=6, root=str(tmp_path / "d")
+    )
     assert data.name == "my_imgs" and data.num_classes == 3
     assert data.train.classes == CLASSES
     assert (len(data.train), len(data.val), len(data.test)) == (21, 3, 6)
@@ -54,7 +58,11 @@ def test_flat_folder_splits_are_stratified_and_sized(class_folder: Path, tmp_pat
     assert data.test.labels.bincount().tolist() == [2, 2, 2]
     assert data.val.labels.bincount().tolist() == [1, 1, 1]
     # no image is in two splits (every file has its own noise)
-    rows = {bytes(x.numpy().tobytes()) for part in (data.train, data.val, data.test) for x in part.images}
+    rows = {
+        bytes(x.numpy().tobytes())
+        for part in (data.train, data.val, data.test)
+        for x in part.images
+    }
     assert len(rows) == 30
     # mean/std were computed on the training images, and the class colours survive decoding
     red = data.train.images[:, 0].float().mean(dim=(1, 2))
@@ -64,8 +72,17 @@ def test_flat_folder_splits_are_stratified_and_sized(class_folder: Path, tmp_pat
 
 def test_split_folders_train_subset_and_given_stats(tmp_path: Path):
     root = make_class_folder(tmp_path / "split", per_class=10, split_dirs=True)
-    data = load_image_folder(str(root), image_size=8, val_size=0.25, train_subset=9, split_seed=3,
-                             mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], name="pets", root=str(tmp_path / "d"))
+    data = load_image_folder(
+        str(root),
+        image_size=8,
+        val_size=0.25,
+        train_subset=9,
+        split_seed=3,
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        name="pets",
+        root=str(tmp_path / "d"),
+    )
     assert data.name == "pets"
     assert len(data.test) == 6  # the test/ folder, untouched
     assert len(data.val) == 6 and data.train.labels.bincount().tolist() == [3, 3, 3]
@@ -73,16 +90,22 @@ def test_split_folders_train_subset_and_given_stats(tmp_path: Path):
 
 
 def test_greyscale_and_rectangular_size(class_folder: Path, tmp_path: Path):
-    data = load_image_folder(str(class_folder), image_size=[12, 20], channels=1, root=str(tmp_path / "d"))
+    data = load_image_folder(
+        str(class_folder), image_size=[12, 20], channels=1, root=str(tmp_path / "d")
+    )
     assert data.shape == (1, 12, 20) and len(data.mean) == 1
 
 
-def test_cache_is_reused_and_invalidated_by_new_files(class_folder: Path, tmp_path: Path, monkeypatch):
+def test_cache_is_reused_and_invalidated_by_new_files(
+    class_folder: Path, tmp_path: Path, monkeypatch
+):
     kwargs = dict(image_size=8, val_size=3, test_size=3, root=str(tmp_path / "d"))
     first = load_image_folder(str(class_folder), **kwargs)
     calls = []
     real = folder_module.decode_files
-    monkeypatch.setattr(folder_module, "decode_files", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        folder_module, "decode_files", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     again = load_image_folder(str(class_folder), **kwargs)
     assert calls == [] and torch.equal(first.train.images, again.train.images)
     _write_image(class_folder / "dog" / "new.png", 120)
@@ -94,8 +117,13 @@ def test_archive_is_extracted_once(class_folder: Path, tmp_path: Path):
     archive = tmp_path / "my_imgs.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(class_folder, arcname="my_imgs")
-    data = load_image_folder(str(archive), image_size=8, val_size=3, test_size=3, root=str(tmp_path / "d"))
-    assert data.num_classes == 3 and (tmp_path / "d" / "extracted" / "my_imgs" / "my_imgs" / "cat").is_dir()
+    data = load_image_folder(
+        str(archive), image_size=8, val_size=3, test_size=3, root=str(tmp_path / "d")
+    )
+    assert (
+        data.num_classes == 3
+        and (tmp_path / "d" / "extracted" / "my_imgs" / "my_imgs" / "cat").is_dir()
+    )
 
 
 def test_corrupt_image_is_named(class_folder: Path, tmp_path: Path):
@@ -121,7 +149,9 @@ def test_bad_paths_and_values_give_one_clear_error(tmp_path: Path):
 def test_folder_ood_set_reads_any_depth_and_fits_shape(tmp_path: Path):
     root = tmp_path / "other"
     for i in range(7):
-        _write_image(root / ("deep/er" if i % 2 else "") / f"{i}.png", 200, size=(50 + i, 30), mode="L")
+        _write_image(
+            root / ("deep/er" if i % 2 else "") / f"{i}.png", 200, size=(50 + i, 30), mode="L"
+        )
     (root / "notes.txt").write_text("not an image")
     ood = folder_ood_set(shape=(3, 16, 16), path=str(root), root=str(tmp_path / "d"))
     assert ood.images.shape == (7, 3, 16, 16) and (ood.labels == -1).all()
@@ -141,22 +171,38 @@ def test_command_line_syntax_trains_on_folders(compose_cfg, class_folder: Path, 
     other = tmp_path / "other"
     for i in range(12):
         _write_image(other / f"{i}.jpg", 250)
-    small = [f"ood.sets.{s}.n=40" for s in ("mnist5k_rgb", "textures", "photos", "gaussian", "uniform")]
-    cfg = compose_cfg([
-        "experiment=cifar10_quick",
-        "data=folder", f"data.dataset.path={class_folder}", "data.dataset.image_size=16",
-        "data.dataset.val_size=3", "data.dataset.test_size=6",
-        "+ood_set@ood.sets.mine=folder", f"ood.sets.mine.path={other}",
-        *small, "ood.val.n=40", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-        "logger=none", "plots=false", "~callbacks.progress_bar", "~callbacks.model_checkpoint",
-    ])
+    small = [
+        f"ood.sets.{s}.n=40" for s in ("mnist5k_rgb", "textures", "photos", "gaussian", "uniform")
+    ]
+    cfg = compose_cfg(
+        [
+            "experiment=cifar10_quick",
+            "data=folder",
+            f"data.dataset.path={class_folder}",
+            "data.dataset.image_size=16",
+            "data.dataset.val_size=3",
+            "data.dataset.test_size=6",
+            "+ood_set@ood.sets.mine=folder",
+            f"ood.sets.mine.path={other}",
+            *small,
+            "ood.val.n=40",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "logger=none",
+            "plots=false",
+            "~callbacks.progress_bar",
+            "~callbacks.model_checkpoint",
+        ]
+    )
     results, _ = train(cfg)
     assert results["run"]["dataset"] == "my_imgs" and results["run"]["backbone"] == "small_cnn"
     assert results["id"]["n"] == 6
     msp = results["ood"]["msp"]
     assert msp["mine"]["n"] == 12 and msp["mnist5k_rgb"]["n"] == 40
     assert {"mean", "mean_real", "mean_noise"} <= set(msp)
-    assert msp["mean_noise"]["auroc"] == pytest.approx((msp["gaussian"]["auroc"] + msp["uniform"]["auroc"]) / 2)
+    assert msp["mean_noise"]["auroc"] == pytest.approx(
+        (msp["gaussian"]["auroc"] + msp["uniform"]["auroc"]) / 2
+    )
     on_disk = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert "mine" in on_disk["ood"]["energy"]
 
@@ -166,23 +212,39 @@ def test_folder_with_the_default_ood_suite(compose_cfg, class_folder: Path):
     of transformed digits then keeps MNIST-5k's own split whatever the folder's split is."""
     from oodlab.cli import train
 
-    cfg = compose_cfg(["debug=fast", "data=folder", f"data.dataset.path={class_folder}", "data.dataset.image_size=16"])
+    cfg = compose_cfg(
+        [
+            "debug=fast",
+            "data=folder",
+            f"data.dataset.path={class_folder}",
+            "data.dataset.image_size=16",
+        ]
+    )
     assert cfg.data.dataset.val_size == 0.1  # a fraction: meaningless to MNIST-5k's loader
     results, _ = train(cfg)
     assert results["status"] == "ok" and results["run"]["dataset"] == "my_imgs"
     assert "textures" in results["ood"]["msp"]
 
 
-def test_a_checkpoint_is_evaluated_at_the_size_it_was_trained_at(compose_cfg, class_folder: Path, tmp_path: Path):
+def test_a_checkpoint_is_evaluated_at_the_size_it_was_trained_at(
+    compose_cfg, class_folder: Path, tmp_path: Path
+):
     from oodlab.cli import evaluate_checkpoint, train
 
     folder = ["debug=fast", "data=folder", f"data.dataset.path={class_folder}"]
     train(compose_cfg([*folder, "data.dataset.image_size=16"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    cfg = compose_cfg([*folder, "data.dataset.image_size=24", f"ckpt_path={ckpt}"], config_name="eval")
-    with pytest.raises(ConfigError, match=r"images of 16x16 pixels, as the checkpoint was trained on \(these are 24x24"):
+    cfg = compose_cfg(
+        [*folder, "data.dataset.image_size=24", f"ckpt_path={ckpt}"], config_name="eval"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"images of 16x16 pixels, as the checkpoint was trained on \(these are 24x24",
+    ):
         evaluate_checkpoint(cfg)
-    same = compose_cfg([*folder, "data.dataset.image_size=16", f"ckpt_path={ckpt}"], config_name="eval")
+    same = compose_cfg(
+        [*folder, "data.dataset.image_size=16", f"ckpt_path={ckpt}"], config_name="eval"
+    )
     assert evaluate_checkpoint(same)[0]["status"] == "ok"
 
 

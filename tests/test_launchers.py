@@ -34,11 +34,17 @@ def overlap(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize(("gpus", "per_job", "jobs"), [(3, 1, 7), (4, 2, 5)])
 def test_jobs_never_share_a_gpu(tmp_path, gpus, per_job, jobs):
     records = run_probe(
-        tmp_path, f"hydra.launcher.gpus={gpus}", f"hydra.launcher.gpus_per_job={per_job}", "+sleep=0.4", f"+job={','.join(map(str, range(jobs)))}"
+        tmp_path,
+        f"hydra.launcher.gpus={gpus}",
+        f"hydra.launcher.gpus_per_job={per_job}",
+        "+sleep=0.4",
+        f"+job={','.join(map(str, range(jobs)))}",
     )
     assert sorted(r["job"] for r in records) == list(range(jobs))
     for r in records:
-        assert len(r["gpus"].split(",")) == per_job and set(r["gpus"].split(",")) <= {str(i) for i in range(gpus)}
+        assert len(r["gpus"].split(",")) == per_job and set(r["gpus"].split(",")) <= {
+            str(i) for i in range(gpus)
+        }
     for a, b in combinations(records, 2):
         if overlap(a, b):
             assert not set(a["gpus"].split(",")) & set(b["gpus"].split(",")), (a, b)
@@ -61,7 +67,15 @@ def test_slots_and_gpu_discovery(monkeypatch):
 @pytest.mark.slow
 def test_the_training_command_runs_on_the_launcher(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("train.py", "-m", "debug=fast", "hydra/launcher=local_gpus", "hydra.launcher.gpus=2", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train.py",
+        "-m",
+        "debug=fast",
+        "hydra/launcher=local_gpus",
+        "hydra.launcher.gpus=2",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
         assert json.loads((sweep / job / "results.json").read_text())["status"] == "ok"

@@ -385,7 +385,9 @@ def test_hydra_instantiation(name):
     assert logits.shape == (5, 3)
     assert torch.isfinite(head.loss(logits, torch.tensor([0, 1, 2, 0, 1])))
     # a null key is one the head accepts without using (CE's tau, for loss=ce,logitnorm grids)
-    params = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_" and v is not None}
+    params = {
+        k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_" and v is not None
+    }
     assert head.hparams() == params
 
 

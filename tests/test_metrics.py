@@ -16,7 +16,15 @@ from sklearn.metrics import (
 from oodlab._infra.errors import OodlabError
 from oodlab.metrics import OODMetrics, ood_metrics
 
-KEYS = {"fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood", "aupr_in_openood", "aupr_out_openood"}
+KEYS = {
+    "fpr95",
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "fpr95_openood",
+    "aupr_in_openood",
+    "aupr_out_openood",
+}
 
 
 # ---------------------------------------------------------------- references

@@ -12,8 +12,6 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 
 
-
-
 @pytest.mark.slow
 def test_analysis_notebook_runs_on_a_sweep(
     grid_sweep: Path, optuna_study: Path, monkeypatch: pytest.MonkeyPatch

@@ -42,5 +42,7 @@ def test_the_heap_is_frozen_before_the_interpreter_exits():
         "skip_final_collection(); skip_final_collection()\n"
         "print('before', gc.get_freeze_count())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["before", "0", "frozen", "True"]

@@ -193,7 +193,16 @@ def test_other_swept_overrides_become_columns(tmp_path: Path):
         write_results(
             tmp_path / str(index),
             fake_results(
-                "ce", None, seed, 0.5, 0.9, (f"optimizer.lr={lr}", f"paths.log_dir=/x{index}", *(["resume=true"] if seed else []))
+                "ce",
+                None,
+                seed,
+                0.5,
+                0.9,
+                (
+                    f"optimizer.lr={lr}",
+                    f"paths.log_dir=/x{index}",
+                    *(["resume=true"] if seed else []),
+                ),
             ),
         )
     sweep = load_sweep(tmp_path)

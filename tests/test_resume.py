@@ -78,7 +78,11 @@ def same_metrics(got: dict, want: dict) -> None:
     for score, table in want["ood"].items():
         for set_name, metrics in table.items():
             for key in ("fpr95", "auroc"):
-                assert got["ood"][score][set_name][key] == pytest.approx(metrics[key], abs=1e-6), (score, set_name, key)
+                assert got["ood"][score][set_name][key] == pytest.approx(metrics[key], abs=1e-6), (
+                    score,
+                    set_name,
+                    key,
+                )
     assert got["logit_norm"].keys() == want["logit_norm"].keys()
     for key, curve in want["logit_norm"].items():
         assert got["logit_norm"][key] == pytest.approx(curve, abs=1e-6), key
@@ -96,11 +100,15 @@ def uninterrupted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 @pytest.mark.slow
 def test_a_run_killed_after_epoch_2_resumes_to_the_same_result(uninterrupted, data_dir, tmp_path):
     run = tmp_path / "run"
-    proc = start(data_dir, tmp_path, *RUN, f"hydra.run.dir={run}")  # W&B offline, the default logger
+    proc = start(
+        data_dir, tmp_path, *RUN, f"hydra.run.dir={run}"
+    )  # W&B offline, the default logger
     wait_for_writes(run / "checkpoints" / "last.ckpt", 2, proc)
     proc.send_signal(signal.SIGKILL)
     finish(proc)
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # epochs 0 and 1 done
+    assert (
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    )  # epochs 0 and 1 done
     assert not (run / "results.json").exists()
 
     code, err = finish(start(data_dir, tmp_path, *RUN, f"hydra.run.dir={run}", "ckpt_path=last"))
@@ -112,7 +120,9 @@ def test_a_run_killed_after_epoch_2_resumes_to_the_same_result(uninterrupted, da
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(uninterrupted, data_dir, tmp_path):
+def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(
+    uninterrupted, data_dir, tmp_path
+):
     run = tmp_path / "run"
     proc = start(data_dir, tmp_path, *RUN, "logger=csv", f"hydra.run.dir={run}")
     wait_for_writes(run / "checkpoints" / "last.ckpt", 1, proc)  # epoch 0 done
@@ -124,11 +134,15 @@ def test_sigterm_saves_a_checkpoint_mid_epoch_and_the_run_resumes(uninterrupted,
     record = json.loads((run / "results.json").read_text())
     assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["epoch"] == 1 and 0 < ckpt["global_step"] - 27 < 27, "saved in the middle of epoch 1"
+    assert ckpt["epoch"] == 1 and 0 < ckpt["global_step"] - 27 < 27, (
+        "saved in the middle of epoch 1"
+    )
     # the logger was closed: the CSV logger flushed what it had
     assert list(run.rglob("metrics.csv"))
 
-    code, err = finish(start(data_dir, tmp_path, *RUN, "logger=csv", f"hydra.run.dir={run}", "resume=true"))
+    code, err = finish(
+        start(data_dir, tmp_path, *RUN, "logger=csv", f"hydra.run.dir={run}", "resume=true")
+    )
     assert code == 0, err[-3000:]
     same_metrics(json.loads((run / "results.json").read_text()), uninterrupted)
 
@@ -147,7 +161,11 @@ def test_a_killed_sweep_completes_with_resume(data_dir, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     finish(proc)
-    done = {i: (sweep / str(i) / "results.json").stat().st_mtime_ns for i in range(4) if (sweep / str(i) / "results.json").exists()}
+    done = {
+        i: (sweep / str(i) / "results.json").stat().st_mtime_ns
+        for i in range(4)
+        if (sweep / str(i) / "results.json").exists()
+    }
     assert set(done) >= {0, 1}
     # job 1 recorded a failure: it is run again
     failed = build_record(RunInfo(seed=1), status="failed", error="made up for the test")
@@ -197,7 +215,11 @@ def test_a_stop_hands_over_to_the_previous_handler(compose_cfg):
     calls = []
 
     def stopped(_cfg):
-        raise RunInterrupted(signal.SIGUSR2, Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", lambda *a: calls.append(a))
+        raise RunInterrupted(
+            signal.SIGUSR2,
+            Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+            lambda *a: calls.append(a),
+        )
 
     with pytest.raises(SystemExit) as exit_info:
         guarded(stopped, cfg)
@@ -215,7 +237,9 @@ def test_a_requeued_slurm_job_resumes_by_itself(compose_cfg, monkeypatch):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     again, _ = train(cfg)
     assert again["run"] == first["run"]
-    assert (Path(cfg.paths.output_dir) / "results.json").stat().st_mtime_ns == mtime, "a finished job is not run again"
+    assert (Path(cfg.paths.output_dir) / "results.json").stat().st_mtime_ns == mtime, (
+        "a finished job is not run again"
+    )
 
 
 def test_resume_runs_a_failed_job_again_from_the_start(compose_cfg, caplog):
@@ -240,7 +264,9 @@ def test_resume_into_another_jobs_directory_keeps_its_results_aside(compose_cfg)
     first, _ = train(compose_cfg(["debug=fast", "logger=none"]))
     assert first["run"]["loss_params"]["tau"] == 0.04
     changed, _ = train(compose_cfg(["debug=fast", "logger=none", "loss.tau=0.5", "resume=true"]))
-    assert changed["status"] == "ok" and changed["run"]["loss_params"]["tau"] == 0.5, "not skipped as finished"
+    assert changed["status"] == "ok" and changed["run"]["loss_params"]["tau"] == 0.5, (
+        "not skipped as finished"
+    )
     run = Path(compose_cfg(["debug=fast"]).paths.output_dir)
     (kept,) = run.glob("results.previous-*.json")
     assert json.loads(kept.read_text())["run"]["loss_params"]["tau"] == 0.04

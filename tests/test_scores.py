@@ -17,7 +17,19 @@ from oodlab.losses import CrossEntropyHead, DisMaxHead, IsoMaxHead, IsoMaxPlusHe
 from oodlab.models.classifier import OODClassifier
 from oodlab.scores import SCORES, Outputs, create_score
 
-PUBLISHED_SCORE_NAMES = {"msp", "maxlogit", "energy", "entropy", "odin", "gradnorm", "react", "mahalanobis", "knn", "es", "mds"}
+PUBLISHED_SCORE_NAMES = {
+    "msp",
+    "maxlogit",
+    "energy",
+    "entropy",
+    "odin",
+    "gradnorm",
+    "react",
+    "mahalanobis",
+    "knn",
+    "es",
+    "mds",
+}
 
 
 class TinyBackbone(nn.Module):
@@ -37,7 +49,9 @@ def tiny_model(head_cls=CrossEntropyHead, seed: int = 0, **head_kwargs) -> OODCl
     return OODClassifier(TinyBackbone(), head_cls(5, 4, **head_kwargs)).eval()
 
 
-def outputs_of(model: OODClassifier, x: torch.Tensor, labels: torch.Tensor | None = None) -> Outputs:
+def outputs_of(
+    model: OODClassifier, x: torch.Tensor, labels: torch.Tensor | None = None
+) -> Outputs:
     with torch.no_grad():
         logits, feats = model.forward_with_features(x)
     return Outputs(logits, feats, labels if labels is not None else torch.full((len(x),), -1))
@@ -45,7 +59,11 @@ def outputs_of(model: OODClassifier, x: torch.Tensor, labels: torch.Tensor | Non
 
 def random_outputs(n: int = 40, k: int = 4, d: int = 6, seed: int = 0) -> Outputs:
     g = torch.Generator().manual_seed(seed)
-    return Outputs(torch.randn(n, k, generator=g) * 3, torch.rand(n, d, generator=g), torch.randint(0, k, (n,), generator=g))
+    return Outputs(
+        torch.randn(n, k, generator=g) * 3,
+        torch.rand(n, d, generator=g),
+        torch.randint(0, k, (n,), generator=g),
+    )
 
 
 def test_registry_has_the_contract_names_and_every_head_default():
@@ -73,10 +91,14 @@ def test_logit_scores_match_scipy():
         "mmles": f.max(1) + f.mean(1) - entropy,
     }
     for name, want in expected.items():
-        np.testing.assert_allclose(create_score(name).score(out).numpy(), want, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            create_score(name).score(out).numpy(), want, rtol=1e-5, atol=1e-6, err_msg=name
+        )
     for t in (1.0, 2.5):
         got = create_score("energy", temperature=t).score(out).numpy()
-        np.testing.assert_allclose(got, t * logsumexp(f / t, axis=1), rtol=1e-5, err_msg=f"energy T={t}")
+        np.testing.assert_allclose(
+            got, t * logsumexp(f / t, axis=1), rtol=1e-5, err_msg=f"energy T={t}"
+        )
 
 
 @pytest.mark.parametrize("name", ["msp", "maxlogit", "energy", "entropy", "es", "mds", "mmles"])
@@ -136,7 +158,9 @@ def test_odin_perturbation_raises_the_softmax_score_and_divides_by_std():
     nudged = create_score("odin", temperature=10.0, epsilon=1e-4).score_inputs(model, x, std)
     assert (nudged > clean).all()
     # epsilon is in pixel units: the same step on a model whose inputs have std 1 is 4x smaller
-    wide = create_score("odin", temperature=10.0, epsilon=4e-4).score_inputs(model, x, torch.ones(1, 1, 1, 1))
+    wide = create_score("odin", temperature=10.0, epsilon=4e-4).score_inputs(
+        model, x, torch.ones(1, 1, 1, 1)
+    )
     torch.testing.assert_close(wide, nudged, rtol=1e-5, atol=1e-7)
 
 
@@ -147,7 +171,9 @@ def test_odin_grid_shares_passes_but_equals_single_settings():
     settings = [{"temperature": t, "epsilon": e} for t in (1.0, 100.0) for e in (0.0, 0.002, 0.05)]
     grid = SCORES.get("odin").score_inputs_grid(model, x, std, settings)
     for setting, values in zip(settings, grid):
-        torch.testing.assert_close(values, create_score("odin", **setting).score_inputs(model, x, std))
+        torch.testing.assert_close(
+            values, create_score("odin", **setting).score_inputs(model, x, std)
+        )
     assert create_score("odin").hparams() == {"temperature": 1000.0, "epsilon": 0.0014}
 
 
@@ -162,7 +188,9 @@ def gradnorm_reference(head: nn.Module, features: torch.Tensor, temperature: flo
         k = logits.shape[1]
         uniform = torch.full_like(logits, 1.0 / k)
         F.kl_div(logits.log_softmax(1), uniform, reduction="sum").backward()
-        values.append(sum(p.grad.abs().sum() for n, p in head.named_parameters() if "bias" not in n))
+        values.append(
+            sum(p.grad.abs().sum() for n, p in head.named_parameters() if "bias" not in n)
+        )
     head.zero_grad()
     return torch.stack(values).detach()
 
@@ -175,11 +203,15 @@ def test_gradnorm_linear_closed_form_equals_per_sample_autograd(temperature):
     score = create_score("gradnorm", temperature=temperature)
     score.fit(None, model)
     got = score.score(out)
-    torch.testing.assert_close(got, gradnorm_reference(model.head, out.features, temperature), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got, gradnorm_reference(model.head, out.features, temperature), rtol=1e-5, atol=1e-6
+    )
     # and the generic torch.func path agrees with the closed form
     from oodlab.scores.gradient import per_sample_gradnorm
 
-    torch.testing.assert_close(per_sample_gradnorm(model.head, out.features, temperature), got, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        per_sample_gradnorm(model.head, out.features, temperature), got, rtol=1e-5, atol=1e-6
+    )
     # per sample, not the official whole-batch sum, which gives every sample the same value
     assert got.unique().numel() == len(got)
 
@@ -193,7 +225,9 @@ def test_gradnorm_on_distance_heads_uses_per_sample_autograd(head_cls):
     out = outputs_of(model, torch.randn(9, 1, 6, 6))
     score = create_score("gradnorm", temperature=2.0)
     score.fit(None, model)
-    torch.testing.assert_close(score.score(out), gradnorm_reference(model.head, out.features, 2.0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        score.score(out), gradnorm_reference(model.head, out.features, 2.0), rtol=1e-4, atol=1e-6
+    )
 
 
 # -- feature scores ------------------------------------------------------------------------
@@ -202,7 +236,9 @@ def feature_data(seed: int = 0, dead_unit: bool = False):
     train = outputs_of(model, torch.randn(200, 1, 6, 6), torch.randint(0, 4, (200,)))
     test = outputs_of(model, torch.randn(30, 1, 6, 6) * 2)
     if dead_unit:  # a ReLU unit that never fires: singular covariance
-        train = Outputs(train.logits, train.features * torch.tensor([1, 1, 0, 1, 1.0]), train.labels)
+        train = Outputs(
+            train.logits, train.features * torch.tensor([1, 1, 0, 1, 1.0]), train.labels
+        )
         test = Outputs(test.logits, test.features * torch.tensor([1, 1, 0, 1, 1.0]), test.labels)
     return model, train, test
 
@@ -216,7 +252,9 @@ def test_react_clips_at_the_training_percentile_then_takes_energy(pct):
     assert score.threshold == pytest.approx(threshold)
     clipped = np.minimum(test.features.numpy(), threshold)
     w, b = model.head.fc.weight.detach().numpy(), model.head.fc.bias.detach().numpy()
-    np.testing.assert_allclose(score.score(test).numpy(), logsumexp(clipped @ w.T + b, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        score.score(test).numpy(), logsumexp(clipped @ w.T + b, axis=1), rtol=1e-5
+    )
     assert create_score("react").hparams() == {"percentile": 90.0}
 
 

@@ -62,7 +62,9 @@ def run_train(
         f"train.py {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     )
     if failed_jobs:
-        assert f"{failed_jobs} job(s) of the sweep did not finish" in proc.stderr, proc.stderr[-3000:]
+        assert f"{failed_jobs} job(s) of the sweep did not finish" in proc.stderr, proc.stderr[
+            -3000:
+        ]
     return proc
 
 
@@ -117,8 +119,6 @@ def build_optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path)
     return cached_build(tmp_path_factory, "optuna", build) / "logs" / "optuna" / STUDY
 
 
-
-
 def job_results(sweep_dir: Path) -> dict[str, dict]:
     return {
         p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/results.json"))
@@ -160,7 +160,9 @@ def test_tau_optuna_config(compose_hydra):
         "optuna/tau.db"
     )
     assert sweeper.study_name == "tau_default"
-    assert compose_hydra("hparams_search=tau_optuna", "debug=fast").hydra.sweeper.study_name == STUDY
+    assert (
+        compose_hydra("hparams_search=tau_optuna", "debug=fast").hydra.sweeper.study_name == STUDY
+    )
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert cfg.eval.objective_score == "msp"
 

@@ -28,16 +28,35 @@ def check_results(results: dict, loss: str) -> None:
     assert results["id"]["n"] == 1000
     for score in ("msp", "maxlogit", "energy"):
         per_set = results["ood"][score]
-        assert set(per_set) == {"textures", "photos", "glyphs", "gaussian", "uniform", "mean", "mean_noise"}
+        assert set(per_set) == {
+            "textures",
+            "photos",
+            "glyphs",
+            "gaussian",
+            "uniform",
+            "mean",
+            "mean_noise",
+        }
         for name, metrics in per_set.items():
             assert set(metrics) >= DOCUMENTED_METRICS, name
             assert all(0.0 <= metrics[k] <= 1.0 for k in DOCUMENTED_METRICS)
         # the mean is the unweighted mean of the real-image sets; noise has its own row
-        for row, names in (("mean", ("textures", "photos", "glyphs")), ("mean_noise", ("gaussian", "uniform"))):
+        for row, names in (
+            ("mean", ("textures", "photos", "glyphs")),
+            ("mean_noise", ("gaussian", "uniform")),
+        ):
             for key in DOCUMENTED_METRICS:
-                assert per_set[row][key] == pytest.approx(sum(per_set[n][key] for n in names) / len(names))
+                assert per_set[row][key] == pytest.approx(
+                    sum(per_set[n][key] for n in names) / len(names)
+                )
     curve = results["logit_norm"]
-    assert len(curve["epoch"]) == run["epochs"] == len(curve["train"]) == len(curve["val_id"]) == len(curve["ood"])
+    assert (
+        len(curve["epoch"])
+        == run["epochs"]
+        == len(curve["train"])
+        == len(curve["val_id"])
+        == len(curve["ood"])
+    )
     assert all(math.isfinite(v) and v > 0 for v in curve["train"] + curve["val_id"] + curve["ood"])
 
 
@@ -77,8 +96,13 @@ def test_train_command_line(run_cli, tmp_path):
     """The real entry point, with W&B in its default offline mode."""
     run_dir = tmp_path / "cli-run"
     proc = run_cli(
-        "train.py", "loss=logitnorm", "loss.tau=0.04", "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=4", f"hydra.run.dir={run_dir}", "paths.log_dir=logs",
+        "train.py",
+        "loss=logitnorm",
+        "loss.tau=0.04",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=4",
+        f"hydra.run.dir={run_dir}",
+        "paths.log_dir=logs",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
@@ -93,7 +117,9 @@ def test_two_job_multirun(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("train.py", "-m", "loss=ce,logitnorm", "debug=fast", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = sorted(json.loads((sweep / str(i) / "results.json").read_text())["run"]["loss"] for i in (0, 1))
+    losses = sorted(
+        json.loads((sweep / str(i) / "results.json").read_text())["run"]["loss"] for i in (0, 1)
+    )
     assert losses == ["ce", "logitnorm"]
 
 

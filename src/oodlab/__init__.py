@@ -12,7 +12,11 @@ from typing import Any
 
 __version__ = "0.2.0"
 
-_LAZY = {"evaluate": "oodlab.api", "RunRecord": "oodlab.outputs.record", "RunInfo": "oodlab.outputs.record"}
+_LAZY = {
+    "evaluate": "oodlab.api",
+    "RunRecord": "oodlab.outputs.record",
+    "RunInfo": "oodlab.outputs.record",
+}
 __all__ = ["RunInfo", "RunRecord", "__version__", "evaluate"]
 
 

@@ -50,7 +50,9 @@ def resolve_scores(
     return resolved
 
 
-def as_normalize(normalize: nn.Module | tuple[Sequence[float], Sequence[float]] | None) -> nn.Module:
+def as_normalize(
+    normalize: nn.Module | tuple[Sequence[float], Sequence[float]] | None,
+) -> nn.Module:
     """uint8 images become [0, 1] floats; then ``(x - mean) / std`` when given."""
     if normalize is None:
         return Normalize((0.0,), (1.0,))
@@ -109,7 +111,9 @@ def evaluate(
     """
     start = time.time()
     net = as_scoring_model(model, head)
-    plans = plan_scores(resolve_scores(scores, params, getattr(net.head, "default_score", None)), grids)
+    plans = plan_scores(
+        resolve_scores(scores, params, getattr(net.head, "default_score", None)), grids
+    )
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     inference = Inference(net, as_normalize(normalize).to(device), batch_size, torch.device(device))

@@ -35,10 +35,13 @@ class LoadedCheckpoint:
     logit_norm: dict[str, list[float]] = field(default_factory=dict)
 
 
-def load_checkpoint(path: str | Path | None, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(
+    path: str | Path | None, map_location: str | torch.device = "cpu"
+) -> LoadedCheckpoint:
     if path is None or str(path).strip() == "":
         raise CheckpointError(
-            "", f"was not given. Pass ckpt_path=PATH, or arch=<timm or torchvision:name> weights=PATH for any other classifier. {HOW_TO_GET}"
+            "",
+            f"was not given. Pass ckpt_path=PATH, or arch=<timm or torchvision:name> weights=PATH for any other classifier. {HOW_TO_GET}",
         )
     path = Path(path).expanduser()
     if not path.is_file():
@@ -47,7 +50,9 @@ def load_checkpoint(path: str | Path | None, map_location: str | torch.device = 
     try:
         raw: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
-            raise ValueError("it has no state_dict and hyper_parameters: not an oodlab Lightning checkpoint")
+            raise ValueError(
+                "it has no state_dict and hyper_parameters: not an oodlab Lightning checkpoint"
+            )
         # the weights come from the checkpoint: never fetch the starting weights again
         task = OODClassificationTask.load_from_checkpoint(
             path, weights_only=True, map_location=map_location, pretrained=False, weights=None
@@ -56,10 +61,15 @@ def load_checkpoint(path: str | Path | None, map_location: str | torch.device = 
         if find_user_error(exc) is not None:
             raise
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(path, f"could not be loaded ({type(exc).__name__}: {reason}). "
-                              "It may be truncated or not an oodlab checkpoint.") from exc
+        raise CheckpointError(
+            path,
+            f"could not be loaded ({type(exc).__name__}: {reason}). "
+            "It may be truncated or not an oodlab checkpoint.",
+        ) from exc
     task.eval()
-    monitor = next((v for k, v in (raw.get("callbacks") or {}).items() if str(k).startswith("OODMonitor")), {})
+    monitor = next(
+        (v for k, v in (raw.get("callbacks") or {}).items() if str(k).startswith("OODMonitor")), {}
+    )
     return LoadedCheckpoint(
         task=task,
         path=path,

@@ -48,7 +48,9 @@ def sweeper_value(objective: float | None) -> float | None:
     return float(objective)
 
 
-def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictConfig) -> float | None:
+def guarded(
+    fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictConfig
+) -> float | None:
     """Run ``fn``; turn user errors into one clear line, keep a sweep going past a failed job,
     and stop cleanly on a signal.
 
@@ -66,8 +68,12 @@ def guarded(fn: Callable[[DictConfig], tuple[dict[str, Any], float]], cfg: DictC
         _, objective = fn(cfg)
         return sweeper_value(objective)
     except RunInterrupted as stop:
-        write_record(cfg, "interrupted", f"{stop}. Resume with ckpt_path=last or resume=true.", None)
-        console.print(f"[bold yellow]interrupted[/]: {stop}. Resume with the same command plus ckpt_path={stop.checkpoint}")
+        write_record(
+            cfg, "interrupted", f"{stop}. Resume with ckpt_path=last or resume=true.", None
+        )
+        console.print(
+            f"[bold yellow]interrupted[/]: {stop}. Resume with the same command plus ckpt_path={stop.checkpoint}"
+        )
         if callable(stop.previous_handler):
             stop.previous_handler(stop.signum, None)
         sys.exit(128 + stop.signum)
@@ -110,10 +116,17 @@ class SweepSummary(Callback):
         if not failed:
             return
         console = make_console(sys.stderr)
-        console.print(f"[bold red]{len(failed)} job(s) of the sweep did not finish[/] ({sweep_dir}):", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold red]{len(failed)} job(s) of the sweep did not finish[/] ({sweep_dir}):",
+            highlight=False,
+            soft_wrap=True,
+        )
         for job_dir, status, error in failed:
             console.print(f"  {job_dir.name}: {status}: {error}", highlight=False, soft_wrap=True)
-        console.print("Rerun them into the same directory with resume=true; finished jobs are skipped.", highlight=False)
+        console.print(
+            "Rerun them into the same directory with resume=true; finished jobs are skipped.",
+            highlight=False,
+        )
         if self.fail_on_failed_jobs:
             sys.exit(1)
 
@@ -185,7 +198,11 @@ def expected_tags(cfg: DictConfig) -> list[str]:
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     loss = choices.get("loss") or str(cfg.loss.get("_target_", "")).rsplit(".", 1)[-1]
     dataset = cfg.data.dataset.get("name") or choices.get("data")
-    params = [f"{k}:{float(v) if isinstance(v, int) else v}" for k, v in cfg.loss.items() if k != "_target_" and v is not None]
+    params = [
+        f"{k}:{float(v) if isinstance(v, int) else v}"
+        for k, v in cfg.loss.items()
+        if k != "_target_" and v is not None
+    ]
     return [f"loss:{loss}", f"dataset:{dataset}", f"backbone:{cfg.model.backbone}", *params]
 
 
@@ -202,4 +219,3 @@ def eval_main(cfg: DictConfig) -> float | None:
 def config_dir() -> Path:
     """conf/ beside src/ in the repository (the package is installed editable)."""
     return Path(__file__).resolve().parents[2] / "conf"
-

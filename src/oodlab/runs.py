@@ -69,8 +69,15 @@ def validate(cfg: DictConfig) -> None:
     """Fail on a bad value before minutes of training, with the key named."""
     if cfg.trainer.get("max_epochs") is not None and cfg.trainer.max_epochs < 1:
         raise ConfigError("trainer.max_epochs", cfg.trainer.max_epochs, "a positive integer")
-    if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator", cfg.trainer.accelerator, "cpu or auto: this machine has no CUDA GPU")
+    if (
+        str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda")
+        and not torch.cuda.is_available()
+    ):
+        raise ConfigError(
+            "trainer.accelerator",
+            cfg.trainer.accelerator,
+            "cpu or auto: this machine has no CUDA GPU",
+        )
     for key, (what, low, inclusive) in OPTIMIZER_CHECKS.items():
         if cfg.get("optimizer") is not None and key in cfg.optimizer:
             allowed = f"a number {'>=' if inclusive else '>'} {low:g} ({what})"
@@ -106,7 +113,9 @@ def build_datamodule(cfg: DictConfig) -> OODDataModule:
     return dm
 
 
-def build_task(cfg: DictConfig, dm: OODDataModule, starting_weights: bool = True) -> OODClassificationTask:
+def build_task(
+    cfg: DictConfig, dm: OODDataModule, starting_weights: bool = True
+) -> OODClassificationTask:
     """The Lightning task the config describes; ``starting_weights=False`` skips
     ``model.pretrained``/``model.weights`` (a resumed run's checkpoint replaces them anyway)."""
     assert dm.data is not None
@@ -138,7 +147,9 @@ def build_task(cfg: DictConfig, dm: OODDataModule, starting_weights: bool = True
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
-def build_loggers(cfg: DictConfig, tags: list[str], wandb_id: str | None = None) -> tuple[list[Any], bool]:
+def build_loggers(
+    cfg: DictConfig, tags: list[str], wandb_id: str | None = None
+) -> tuple[list[Any], bool]:
     """The loggers of ``cfg.logger``, and whether W&B may upload artifacts (logger.wandb.artifacts).
 
     W&B runs of a multirun share a group; a resumed run continues its W&B run (``wandb_id``).
@@ -152,7 +163,10 @@ def build_loggers(cfg: DictConfig, tags: list[str], wandb_id: str | None = None)
         if name == "wandb":
             artifacts = bool(lcfg.pop("artifacts", True))
             lcfg["log_model"] = bool(artifacts and not lcfg.get("offline", True))
-            extra = {"group": lcfg.get("group") or sweep_group(), "tags": [*(lcfg.get("tags") or []), *tags]}
+            extra = {
+                "group": lcfg.get("group") or sweep_group(),
+                "tags": [*(lcfg.get("tags") or []), *tags],
+            }
             if wandb_id:
                 extra |= {"id": wandb_id, "resume": "allow"}
             elif (started := early_wandb.take()) is not None:
@@ -161,13 +175,17 @@ def build_loggers(cfg: DictConfig, tags: list[str], wandb_id: str | None = None)
                 extra = {"experiment": started}
         if str(lcfg.get("tracking_uri", "")).startswith("sqlite:///"):
             # SQLite creates a missing database file, not a missing folder
-            Path(str(lcfg["tracking_uri"]).removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(str(lcfg["tracking_uri"]).removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         try:
             logger = instantiate(lcfg, **extra)
         except Exception as exc:
             if name in LOGGER_PACKAGES and _missing_module(exc):
                 raise ConfigError(
-                    "logger", name, f"a logger whose package is installed: pip install 'oodlab[{LOGGER_PACKAGES[name]}]'"
+                    "logger",
+                    name,
+                    f"a logger whose package is installed: pip install 'oodlab[{LOGGER_PACKAGES[name]}]'",
                 ) from None
             raise
         if name == "wandb":
@@ -195,7 +213,9 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resume_checkpoint(cfg: DictConfig, resume: bool, previous: RunRecord | None = None) -> Path | None:
+def resume_checkpoint(
+    cfg: DictConfig, resume: bool, previous: RunRecord | None = None
+) -> Path | None:
     """The checkpoint to resume from: ``ckpt_path`` (a file, or ``last``: the newest in this
     run's checkpoints/), or with ``resume`` the newest one if any, unless ``previous`` (this
     job's results.json) says the job failed: then it starts again."""
@@ -205,7 +225,8 @@ def resume_checkpoint(cfg: DictConfig, resume: bool, previous: RunRecord | None 
         found = newest_checkpoint(ckpt_dir)
         if found is None:
             raise MissingFileError(
-                "Checkpoint", str(ckpt_dir),
+                "Checkpoint",
+                str(ckpt_dir),
                 "ckpt_path=last resumes a run in its own directory: give the run's directory too "
                 "(hydra.run.dir=logs/runs/<run>), or pass the checkpoint file as ckpt_path=PATH.",
             )
@@ -213,7 +234,9 @@ def resume_checkpoint(cfg: DictConfig, resume: bool, previous: RunRecord | None 
     if given:
         path = Path(str(given)).expanduser()
         if not path.is_file():
-            raise MissingFileError("Checkpoint file", str(path), "Pass an existing file, or ckpt_path=last.")
+            raise MissingFileError(
+                "Checkpoint file", str(path), "Pass an existing file, or ckpt_path=last."
+            )
         return path
     if not resume:
         return None
@@ -223,7 +246,15 @@ def resume_checkpoint(cfg: DictConfig, resume: bool, previous: RunRecord | None 
     return newest_checkpoint(ckpt_dir)
 
 
-def run_info(cfg: DictConfig, model: Any, dataset: str, epochs: int | None, wall_s: float, device: torch.device, **extra: Any) -> RunInfo:
+def run_info(
+    cfg: DictConfig,
+    model: Any,
+    dataset: str,
+    epochs: int | None,
+    wall_s: float,
+    device: torch.device,
+    **extra: Any,
+) -> RunInfo:
     """The ``run`` section for an oodlab task (loss head and backbone from it) or, for
     ``src/eval.py arch=...``, any other model."""
     head = getattr(model, "head", None)
@@ -243,7 +274,9 @@ def run_info(cfg: DictConfig, model: Any, dataset: str, epochs: int | None, wall
     )
 
 
-def evaluate_task(cfg: DictConfig, model: Any, normalize: Any, device: torch.device, dm: OODDataModule) -> RunRecord:
+def evaluate_task(
+    cfg: DictConfig, model: Any, normalize: Any, device: torch.device, dm: OODDataModule
+) -> RunRecord:
     """A trained or loaded model through ``oodlab.evaluate``, as the Python API runs it."""
     assert dm.data is not None
     return evaluate(
@@ -296,9 +329,16 @@ def save_outputs(cfg: DictConfig, record: RunRecord) -> None:
     run = record.run
     title = f"{run.dataset} / {run.loss} {run.loss_params}"
     if record.logit_norm and record.logit_norm.get("epoch"):
-        plot_logit_norm_curve(record.logit_norm, out / "logit_norm.png", title=title, ood_name=str(cfg.ood.get("curve")))
+        plot_logit_norm_curve(
+            record.logit_norm,
+            out / "logit_norm.png",
+            title=title,
+            ood_name=str(cfg.ood.get("curve")),
+        )
     test = evaluation.outputs["id"]
-    reliability_diagram(test.logits, test.labels, out / "reliability.png", title=f"{title}: ID test")
+    reliability_diagram(
+        test.logits, test.labels, out / "reliability.png", title=f"{title}: ID test"
+    )
     plot_score_histograms(
         {k: v.numpy() for k, v in evaluation.id_scores.items()},
         {k: {s: t.numpy() for s, t in v.items()} for k, v in evaluation.ood_scores.items()},
@@ -325,7 +365,9 @@ def previous_record(cfg: DictConfig) -> RunRecord | None:
         log.warning(
             "resume: %s holds the results of another job (%s); they are kept under .previous-* names "
             "and this job (%s) runs from the start",
-            run_dir(cfg), " ".join(record.run.overrides or []) or "no overrides", " ".join(overrides()) or "no overrides",
+            run_dir(cfg),
+            " ".join(record.run.overrides or []) or "no overrides",
+            " ".join(overrides()) or "no overrides",
         )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path.replace(path.with_name(f"results.previous-{stamp}.json"))
@@ -356,12 +398,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
     tags += [f"{k}:{v}" for k, v in head.hparams().items()]
     from oodlab.callbacks.run_state import saved_wandb_id
 
-    loggers, artifacts = build_loggers(cfg, tags, wandb_id=saved_wandb_id(str(ckpt)) if ckpt else None)
+    loggers, artifacts = build_loggers(
+        cfg, tags, wandb_id=saved_wandb_id(str(ckpt)) if ckpt else None
+    )
     status = "failed"
     try:
         callbacks = build_callbacks(cfg)
         state = next(c for c in callbacks if isinstance(c, RunState))
-        state.wandb_id = next((lg.experiment.id for lg in loggers if run_loggers.kind(lg) == "wandb"), None)
+        state.wandb_id = next(
+            (lg.experiment.id for lg in loggers if run_loggers.kind(lg) == "wandb"), None
+        )
         callbacks.append(Preemption(str(run_dir(cfg) / CHECKPOINT_DIR)))
         trainer: L.Trainer = instantiate(
             plain(cfg.trainer),
@@ -373,14 +419,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
         for logger in loggers:
             logger.log_hyperparams(
                 {
-                    **run_loggers.run_config(head.name, head.hparams(), dm.data.name, cfg.model.backbone),
+                    **run_loggers.run_config(
+                        head.name, head.hparams(), dm.data.name, cfg.model.backbone
+                    ),
                     "loss_name": head.name,
                     "loss_params": head.hparams(),
                     "config": config_dict(cfg),
                 }
             )
         if ckpt is not None:
-            log.info("resuming from %s (a checkpoint of the last epoch only re-runs the evaluation)", ckpt)
+            log.info(
+                "resuming from %s (a checkpoint of the last epoch only re-runs the evaluation)",
+                ckpt,
+            )
         trainer.fit(task, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
 
         monitor = next((c for c in callbacks if isinstance(c, OODMonitor)), None)
@@ -388,7 +439,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:
         objective = monitor.last(objective_key) if monitor else float("nan")
         record = evaluate_task(cfg, task.model, task.normalize, task.device, dm)
         note_validation_source(record, dm)
-        record.run = run_info(cfg, task, dm.data.name, trainer.current_epoch, time.time() - start, task.device)
+        record.run = run_info(
+            cfg, task, dm.data.name, trainer.current_epoch, time.time() - start, task.device
+        )
         record.logit_norm = monitor.history if monitor else empty_history()
         record.val = {
             "ood_set": "val",
@@ -441,7 +494,9 @@ def plain_model(cfg: DictConfig, dm: OODDataModule) -> torch.nn.Module:
     assert dm.data is not None
     arch, weights = str(cfg.arch), cfg.get("weights")
     if not weights:
-        raise ConfigError("weights", weights, f"the path of the {arch} state dict to evaluate (weights=PATH)")
+        raise ConfigError(
+            "weights", weights, f"the path of the {arch} state dict to evaluate (weights=PATH)"
+        )
     classes, channels = dm.num_classes, dm.data.shape[0]
     if arch.startswith("torchvision:"):
         import torchvision
@@ -450,11 +505,18 @@ def plain_model(cfg: DictConfig, dm: OODDataModule) -> torch.nn.Module:
         if name not in torchvision.models.list_models():
             raise UnknownNameError("torchvision model", name, torchvision.models.list_models())
         if channels != 3:
-            raise ConfigError("data", dm.data.name, f"RGB images: torchvision's {name} takes 3 channels")
+            raise ConfigError(
+                "data", dm.data.name, f"RGB images: torchvision's {name} takes 3 channels"
+            )
         model = torchvision.models.get_model(name, weights=None, num_classes=classes)
     else:
         if not timm.is_model(arch):
-            raise UnknownNameError("timm model (arch)", arch, timm.list_models(), hint="torchvision models: arch=torchvision:<name>.")
+            raise UnknownNameError(
+                "timm model (arch)",
+                arch,
+                timm.list_models(),
+                hint="torchvision models: arch=torchvision:<name>.",
+            )
         model = timm.create_model(arch, pretrained=False, num_classes=classes, in_chans=channels)
     load_weights(model, weights, prefix=cfg.get("weights_prefix"), key="weights")
     return model.eval()
@@ -471,7 +533,11 @@ def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], 
         assert dm.data is not None
         model = scored = plain_model(cfg, dm).to(fabric.device)
         normalize: Any = Normalize(dm.data.mean, dm.data.std)
-        epochs, checkpoint, history = None, str(Path(str(cfg.weights)).expanduser().resolve()), empty_history()
+        epochs, checkpoint, history = (
+            None,
+            str(Path(str(cfg.weights)).expanduser().resolve()),
+            empty_history(),
+        )
     else:
         loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
         dm = build_datamodule(cfg)
@@ -480,32 +546,48 @@ def _evaluate_checkpoint(fabric: Any, cfg: DictConfig) -> tuple[dict[str, Any], 
         expected = (task.hparams.num_classes, task.hparams.in_chans)
         if (dm.num_classes, dm.data.shape[0]) != expected:
             raise ConfigError(
-                "data", dm.data.name,
+                "data",
+                dm.data.name,
                 f"a dataset with {expected[0]} classes and {expected[1]} channel(s), as the checkpoint was trained on",
             )
         trained_size = task.hparams.get("input_size")  # None in checkpoints from before 0.2
         if trained_size is not None and list(dm.data.shape[1:]) != list(trained_size):
             height, width = trained_size
             raise ConfigError(
-                "data", dm.data.name,
+                "data",
+                dm.data.name,
                 f"images of {height}x{width} pixels, as the checkpoint was trained on (these are "
                 f"{dm.data.shape[1]}x{dm.data.shape[2]}; set data.dataset.image_size)",
             )
         model = task.to(fabric.device)
         scored, normalize = task.model, task.normalize
-        epochs, checkpoint, history = loaded.epochs, str(loaded.path.resolve()), loaded.logit_norm or empty_history()
+        epochs, checkpoint, history = (
+            loaded.epochs,
+            str(loaded.path.resolve()),
+            loaded.logit_norm or empty_history(),
+        )
     record = evaluate_task(cfg, scored, normalize, fabric.device, dm)
     note_validation_source(record, dm)
     record.run = run_info(
-        cfg, model, dm.data.name, epochs, time.time() - start, fabric.device,
-        checkpoint=checkpoint, processes=fabric.world_size,
+        cfg,
+        model,
+        dm.data.name,
+        epochs,
+        time.time() - start,
+        fabric.device,
+        checkpoint=checkpoint,
+        processes=fabric.world_size,
     )
     record.logit_norm = history
     choice = record.scores.get(str(cfg.eval.objective_score))
     objective = choice.val["fpr95"] if choice is not None and choice.val else float("nan")
     if fabric.is_global_zero:
         save_outputs(cfg, record)
-        tags = [f"dataset:{dm.data.name}", "eval", *([f"loss:{record.run.loss}"] if record.run.loss else [])]
+        tags = [
+            f"dataset:{dm.data.name}",
+            "eval",
+            *([f"loss:{record.run.loss}"] if record.run.loss else []),
+        ]
         loggers, artifacts = build_loggers(cfg, tags)
         try:
             run_loggers.log_record(loggers, record, run_dir(cfg), artifacts=artifacts)

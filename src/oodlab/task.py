@@ -52,7 +52,12 @@ class OODClassificationTask(L.LightningModule):
         # input_size (height, width) is only recorded: evaluating a checkpoint checks it
         self.save_hyperparameters(logger=False)
         features = create_backbone(
-            backbone, in_chans, pretrained=pretrained, weights=weights, weights_prefix=weights_prefix, **(backbone_kwargs or {})
+            backbone,
+            in_chans,
+            pretrained=pretrained,
+            weights=weights,
+            weights_prefix=weights_prefix,
+            **(backbone_kwargs or {}),
         )
         head = build_loss_head(loss, in_features=features.num_features, num_classes=num_classes)
         self.model = OODClassifier(features, head)
@@ -88,7 +93,10 @@ class OODClassificationTask(L.LightningModule):
         if "T_max" in sched_cfg and sched_cfg["T_max"] is None:
             sched_cfg["T_max"] = int(steps) if interval == "step" else self.trainer.max_epochs
         scheduler = instantiate(sched_cfg, optimizer=optimizer, _convert_="all")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
+        }
 
     # -- steps ------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -119,7 +127,9 @@ class OODClassificationTask(L.LightningModule):
         self._step += 1
         self.train_metrics.update(logits[: len(y)].detach(), y)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(
+            self.train_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
+        )
         return {"loss": loss, "logits": logits.detach()}
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -141,12 +151,28 @@ class OODClassificationTask(L.LightningModule):
         if step >= 0:
             raise NonFiniteLossError(step, self.current_epoch, self.head.name)
 
-    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def validation_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         x, y = batch
         logits = self._forward(x)
         if dataloader_idx == 0:
             loss = self.head.loss(logits, y)
             self.val_metrics.update(logits, y)
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y), add_dataloader_idx=False, sync_dist=True)
-            self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(y), add_dataloader_idx=False)
+            self.log(
+                "val/loss",
+                loss,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=len(y),
+                add_dataloader_idx=False,
+                sync_dist=True,
+            )
+            self.log_dict(
+                self.val_metrics,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=len(y),
+                add_dataloader_idx=False,
+            )
         return {"logits": logits}

@@ -1,6 +1,6 @@
 """A Hydra app that records which GPUs a job saw and when it ran (tests/test_launchers.py).
 
-    python tests/apps/gpu_probe.py -m hydra/launcher=local_gpus hydra.launcher.gpus=3 job=0,1,2,3,4
+python tests/apps/gpu_probe.py -m hydra/launcher=local_gpus hydra.launcher.gpus=3 job=0,1,2,3,4
 """
 
 import json
@@ -18,7 +18,13 @@ def main(cfg: DictConfig) -> float:
     start = time.time()
     # jobs of different lengths, so they finish out of order
     time.sleep(float(cfg.get("sleep", 0.5)) * (1 + int(cfg.job) % 3))
-    record = {"job": int(cfg.job), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": time.time(), "pid": os.getpid()}
+    record = {
+        "job": int(cfg.job),
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "start": start,
+        "end": time.time(),
+        "pid": os.getpid(),
+    }
     Path(HydraConfig.get().runtime.output_dir, "probe.json").write_text(json.dumps(record))
     return float(cfg.job)
 

@@ -8,7 +8,6 @@ GPU. When a job ends, in any order, its slot goes to the next job.
 This module imports nothing heavy: Hydra imports every plugin at start-up, ``--help`` too.
 """
 
-
 import logging
 import os
 import subprocess
@@ -39,7 +38,9 @@ class LocalGpusLauncherConf:
     gpus_per_job: int = 1
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="local_gpus", node=LocalGpusLauncherConf, provider="oodlab")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="local_gpus", node=LocalGpusLauncherConf, provider="oodlab"
+)
 
 
 def visible_gpus(count: int | None = None) -> list[str]:
@@ -50,8 +51,17 @@ def visible_gpus(count: int | None = None) -> list[str]:
     if env is not None:
         return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
     try:  # nvidia-smi answers without initialising CUDA in this process
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
-        return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return (
+            [line.strip() for line in out.stdout.splitlines() if line.strip()]
+            if out.returncode == 0
+            else []
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
 
@@ -59,13 +69,18 @@ def visible_gpus(count: int | None = None) -> list[str]:
 def gpu_slots(gpus: Sequence[str], gpus_per_job: int) -> list[tuple[str, ...]]:
     """Disjoint groups of ``gpus_per_job`` GPUs; left-over GPUs stay idle."""
     if gpus_per_job < 1:
-        raise ValueError(f"hydra.launcher.gpus_per_job={gpus_per_job} is not allowed: it must be an integer >= 1")
+        raise ValueError(
+            f"hydra.launcher.gpus_per_job={gpus_per_job} is not allowed: it must be an integer >= 1"
+        )
     if len(gpus) < gpus_per_job:
         raise ValueError(
             f"hydra.launcher.gpus_per_job={gpus_per_job} but this machine offers {len(gpus)} GPU(s) "
             f"({', '.join(gpus) or 'none'}); set hydra.launcher.gpus, or use the basic launcher on a CPU"
         )
-    return [tuple(gpus[i : i + gpus_per_job]) for i in range(0, len(gpus) - gpus_per_job + 1, gpus_per_job)]
+    return [
+        tuple(gpus[i : i + gpus_per_job])
+        for i in range(0, len(gpus) - gpus_per_job + 1, gpus_per_job)
+    ]
 
 
 def run_on_gpus(
@@ -104,33 +119,58 @@ class LocalGpusLauncher(Launcher):
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import cloudpickle
 
-        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
+        assert (
+            self.config is not None
+            and self.task_function is not None
+            and self.hydra_context is not None
+        )
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         free = gpu_slots(visible_gpus(self.gpus), self.gpus_per_job)
-        log.info("local_gpus: %d jobs on %d slots %s, sweep output dir: %s", len(job_overrides), len(free), free, sweep_dir)
+        log.info(
+            "local_gpus: %d jobs on %d slots %s, sweep output dir: %s",
+            len(job_overrides),
+            len(free),
+            free,
+            sweep_dir,
+        )
         # cloudpickle, as joblib's loky does: the task function is the script's own (undecorated)
         # main, and Hydra's state holds local resolver functions
-        payload = cloudpickle.dumps((self.task_function, self.hydra_context, self.config, Singleton.get_state()))
+        payload = cloudpickle.dumps(
+            (self.task_function, self.hydra_context, self.config, Singleton.get_state())
+        )
         results: dict[int, JobReturn] = {}
         pending = list(enumerate(job_overrides))
         running: dict[Future, tuple[int, tuple[str, ...]]] = {}
         # a fresh process per job (max_tasks_per_child=1): CUDA reads CUDA_VISIBLE_DEVICES once
-        with ProcessPoolExecutor(max_workers=len(free), mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        with ProcessPoolExecutor(
+            max_workers=len(free), mp_context=get_context("spawn"), max_tasks_per_child=1
+        ) as pool:
             while pending or running:
                 while pending and free:
                     index, overrides = pending.pop(0)
                     slot = free.pop(0)
-                    log.info("\t#%d on GPU %s: %s", initial_job_idx + index, ",".join(slot), " ".join(filter_overrides(overrides)))
-                    future = pool.submit(_run_pickled, payload, slot, initial_job_idx + index, list(overrides))
+                    log.info(
+                        "\t#%d on GPU %s: %s",
+                        initial_job_idx + index,
+                        ",".join(slot),
+                        " ".join(filter_overrides(overrides)),
+                    )
+                    future = pool.submit(
+                        _run_pickled, payload, slot, initial_job_idx + index, list(overrides)
+                    )
                     running[future] = (index, slot)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -146,4 +186,6 @@ def _run_pickled(payload: bytes, gpus: tuple[str, ...], idx: int, overrides: lis
     task_function, hydra_context, config, state = cloudpickle.loads(payload)
     # the result travels back with cloudpickle too: its config holds this plugin's dataclass,
     # which Hydra's plugin scan gives another identity in each process
-    return cloudpickle.dumps(run_on_gpus(gpus, idx, overrides, hydra_context, config, task_function, state))
+    return cloudpickle.dumps(
+        run_on_gpus(gpus, idx, overrides, hydra_context, config, task_function, state)
+    )

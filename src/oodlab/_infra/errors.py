@@ -54,7 +54,9 @@ class MissingDataError(MissingFileError):
     """Data that is not on disk. The message names the dataset, where we looked, and how to get it."""
 
     def __init__(self, dataset: str, looked_in: str, how_to_get: str):
-        FileNotFoundError.__init__(self, f"Dataset {dataset!r} not found in {looked_in}. {how_to_get}")
+        FileNotFoundError.__init__(
+            self, f"Dataset {dataset!r} not found in {looked_in}. {how_to_get}"
+        )
 
 
 class NonFiniteLossError(OodlabError, FloatingPointError):

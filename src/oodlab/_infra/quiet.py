@@ -21,7 +21,9 @@ NOISY_WARNINGS = (
 )
 #: log records dropped by message: (logger, pattern). The first MLflow run of a store creates
 #: its experiment; Lightning announces that as a warning, printed twice
-NOISY_RECORDS = ((r"lightning.pytorch.loggers.mlflow", r"Experiment with name .* not found\. Creating it"),)
+NOISY_RECORDS = (
+    (r"lightning.pytorch.loggers.mlflow", r"Experiment with name .* not found\. Creating it"),
+)
 #: loggers whose INFO lines are set-up chatter: alembic's "setup plugin ..." (Optuna's and
 #: MLflow's SQLite stores), MLflow's "Creating initial MLflow database tables", Lightning's
 #: "GPU available", "💡 Tip: ... litlogger" and trainer summaries

@@ -32,13 +32,21 @@ def number(key: str, value: Any, allowed: str, finite: bool = True) -> float:
 
 
 def in_range(
-    key: str, value: Any, low: float, high: float, *, closed: Closed = "both", what: str = "a number"
+    key: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    closed: Closed = "both",
+    what: str = "a number",
 ) -> float:
     """A finite number in the interval from ``low`` to ``high``; ``closed`` says which ends
     belong to it (pandas' convention). The message reads e.g. "a number in [0, 1)"."""
     low_closed = closed in ("both", "left")
     high_closed = closed in ("both", "right")
-    allowed = f"{what} in {'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+    allowed = (
+        f"{what} in {'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+    )
     converted = number(key, value, allowed)
     above_low = converted >= low if low_closed else converted > low
     below_high = converted <= high if high_closed else converted < high

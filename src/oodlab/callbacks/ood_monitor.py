@@ -37,12 +37,17 @@ class OODMonitor(L.Callback):
         self._roles = dm.val_loader_roles() if hasattr(dm, "val_loader_roles") else ["val_id"]
         device = pl_module.device
         # nan_strategy="disable": the NaN check would sync with the device on every update
-        self.norms = {role: MeanMetric(nan_strategy="disable").to(device) for role in ("train", "val_id", "val_ood", "ood")}
+        self.norms = {
+            role: MeanMetric(nan_strategy="disable").to(device)
+            for role in ("train", "val_id", "val_ood", "ood")
+        }
         self.loss = MeanMetric(nan_strategy="disable").to(device)
         self.scores = {name: create_score(name) for name in self.score_names}
         for score in self.scores.values():
             if score.needs_model:
-                raise ValueError(f"callbacks.ood_monitor can only monitor logit scores, not {score.name!r}")
+                raise ValueError(
+                    f"callbacks.ood_monitor can only monitor logit scores, not {score.name!r}"
+                )
         self.ood_metrics = {name: OODMetrics().to(device) for name in self.score_names}
 
     @staticmethod
@@ -53,7 +58,9 @@ class OODMonitor(L.Callback):
         self.norms["train"].reset()
         self.loss.reset()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.norms["train"].update(self._norm(outputs["logits"]))
         self.loss.update(outputs["loss"].detach().float(), weight=len(batch[1]))
 
@@ -63,14 +70,18 @@ class OODMonitor(L.Callback):
         for metric in self.ood_metrics.values():
             metric.reset()
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         role = self._roles[dataloader_idx]
         logits = outputs["logits"].detach()
         self.norms[role].update(self._norm(logits))
         if role in ("val_id", "val_ood"):
             out = Outputs(logits=logits, features=logits.new_zeros(0), labels=batch[1])
             for name, score in self.scores.items():
-                self.ood_metrics[name].update(score.score(out), torch.full_like(batch[1], role == "val_id", dtype=torch.bool))
+                self.ood_metrics[name].update(
+                    score.score(out), torch.full_like(batch[1], role == "val_id", dtype=torch.bool)
+                )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -94,7 +105,9 @@ class OODMonitor(L.Callback):
         pl_module.log("norm/train", train_norm)
         self.history["epoch"].append(trainer.current_epoch)
         self.history["train"].append(train_norm)
-        self.history.setdefault("train_loss", []).append(float(self.loss.compute()) if ran else float("nan"))
+        self.history.setdefault("train_loss", []).append(
+            float(self.loss.compute()) if ran else float("nan")
+        )
         self.history["val_id"].append(self._pending.get("val_id", float("nan")))
         self.history["ood"].append(self._pending.get("ood", float("nan")))
         for key, value in self._pending.items():

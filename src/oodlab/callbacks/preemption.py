@@ -35,7 +35,12 @@ class RunInterrupted(Exception):
 
 
 class Preemption(L.Callback):
-    def __init__(self, dirpath: str, signals: list[str] | tuple[str, ...] = DEFAULT_SIGNALS, filename: str = "last.ckpt"):
+    def __init__(
+        self,
+        dirpath: str,
+        signals: list[str] | tuple[str, ...] = DEFAULT_SIGNALS,
+        filename: str = "last.ckpt",
+    ):
         self.path = Path(dirpath) / filename
         self.signals = [getattr(signal, name) for name in signals if hasattr(signal, name)]
         self._previous: dict[int, Any] = {}
@@ -43,7 +48,10 @@ class Preemption(L.Callback):
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self._received is None:
-            log.warning("received %s: saving a checkpoint at the end of this batch", signal.Signals(signum).name)
+            log.warning(
+                "received %s: saving a checkpoint at the end of this batch",
+                signal.Signals(signum).name,
+            )
         self._received = signum
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -54,7 +62,14 @@ class Preemption(L.Callback):
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handler)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         if self._received is None:
             return
         loader = trainer.train_dataloader
@@ -74,5 +89,7 @@ class Preemption(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_handlers()

@@ -59,8 +59,16 @@ class RunState(L.Callback):
         self._restore = state_dict.get("rng")
         self.wandb_id = state_dict.get("wandb_id") or self.wandb_id
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or []
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = (
+            checkpoint.get("loops", {})
+            .get("fit_loop", {})
+            .get("state_dict", {})
+            .get("combined_loader")
+            or []
+        )
         self._loader_state = states[0] if len(states) == 1 else None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -69,7 +77,11 @@ class RunState(L.Callback):
             self._restore = None
         loader = trainer.train_dataloader
         # the batches load lazily: the position set here is read when the first one is fetched
-        if self._loader_state and self._loader_state.get("batches") and hasattr(loader, "load_state_dict"):
+        if (
+            self._loader_state
+            and self._loader_state.get("batches")
+            and hasattr(loader, "load_state_dict")
+        ):
             loader.load_state_dict(self._loader_state)
         self._loader_state = None
 
@@ -79,7 +91,13 @@ def _plain(states: dict[str, Any]) -> dict[str, Any]:
     python_version, python_state, python_gauss = states["python"]
     plain = {
         "torch": states["torch"],
-        "numpy": [str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "numpy": [
+            str(kind),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(gauss),
+        ],
         "python": [int(python_version), list(python_state), python_gauss],
     }
     if "cuda" in states:

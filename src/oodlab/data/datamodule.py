@@ -40,14 +40,24 @@ def usable_ood_sets(ood_sets: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if "_target_" not in cfg:
             if set(cfg) <= PRESET_KEYS:
-                log.warning("ood.sets.%s only sets %s and names no OOD set in this suite: skipped", name, sorted(cfg))
+                log.warning(
+                    "ood.sets.%s only sets %s and names no OOD set in this suite: skipped",
+                    name,
+                    sorted(cfg),
+                )
                 continue
-            raise ConfigError(f"ood.sets.{name}", dict(cfg), f"an OOD set config, e.g. +ood_set@ood.sets.{name}=folder")
+            raise ConfigError(
+                f"ood.sets.{name}",
+                dict(cfg),
+                f"an OOD set config, e.g. +ood_set@ood.sets.{name}=folder",
+            )
         usable[name] = cfg
     return usable
 
 
-def build_ood_set(cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_dir: str | Path | None) -> ImageTensors:
+def build_ood_set(
+    cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_dir: str | Path | None
+) -> ImageTensors:
     """Instantiate one OOD set config (a ``_partial_`` builder) for the ID image shape.
 
     Synthetic sets are cached by a hash of their config and the shape, so later runs skip
@@ -63,7 +73,9 @@ def build_ood_set(cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_
     builder = instantiate(cfg, _convert_="all")
     if cache_dir is None or not cacheable:
         return builder(shape=shape)
-    key = hashlib.sha1((OmegaConf.to_yaml(cfg, resolve=True) + repr(tuple(shape))).encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        (OmegaConf.to_yaml(cfg, resolve=True) + repr(tuple(shape))).encode()
+    ).hexdigest()[:16]
     name = str(cfg.get("_target_", "ood")).rsplit(".", 1)[-1]
 
     def build() -> dict[str, torch.Tensor]:
@@ -113,14 +125,23 @@ class OODDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = instantiate(self.dataset_cfg) if isinstance(self.dataset_cfg, (DictConfig, dict)) else self.dataset_cfg
+        self.data = (
+            instantiate(self.dataset_cfg)
+            if isinstance(self.dataset_cfg, (DictConfig, dict))
+            else self.dataset_cfg
+        )
         shape = self.data.shape
-        self.ood = {name: build_ood_set(cfg, shape, self.cache_dir) for name, cfg in self.ood_cfgs.items()}
+        self.ood = {
+            name: build_ood_set(cfg, shape, self.cache_dir) for name, cfg in self.ood_cfgs.items()
+        }
         if self.val_ood_cfg is not None:
             self.val_ood = build_ood_set(self.val_ood_cfg, shape, self.cache_dir)
         log.info(
             "data: %s train=%d val=%d test=%d | OOD: %s",
-            self.data.name, len(self.data.train), len(self.data.val), len(self.data.test),
+            self.data.name,
+            len(self.data.train),
+            len(self.data.val),
+            len(self.data.test),
             ", ".join(f"{k}={len(v)}" for k, v in self.ood.items()),
         )
 
@@ -165,7 +186,9 @@ class OODDataModule(L.LightningDataModule):
             sets.append(self.val_ood)
         if self.curve_ood is not None:
             sets.append(self.curve_set())
-        return [EvalBatches(self._placed(d, device), self.eval_batch_size, world, rank) for d in sets]
+        return [
+            EvalBatches(self._placed(d, device), self.eval_batch_size, world, rank) for d in sets
+        ]
 
     def curve_set(self) -> ImageTensors:
         """The tracked OOD set, or a fixed random ``curve_n`` of its images: the mean logit norm

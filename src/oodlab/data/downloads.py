@@ -79,7 +79,9 @@ def verify_archive(path: Path, archive: Archive) -> None:
             with zipfile.ZipFile(path) as zf:
                 bad = zf.testzip()
             if bad is not None:
-                raise CorruptDataError(f"{archive.dataset} archive {path} is corrupt: member {bad} fails its CRC.")
+                raise CorruptDataError(
+                    f"{archive.dataset} archive {path} is corrupt: member {bad} fails its CRC."
+                )
         else:
             with tarfile.open(path) as tf:
                 if not tf.getmembers():
@@ -97,7 +99,9 @@ def fetch_archive(archive: Archive, root: Path, download: bool, how_to_get: str)
     if not path.is_file():
         if not download:
             raise MissingDataError(
-                archive.dataset, str(path), f"{how_to_get} Or set download=true to fetch {archive.source}."
+                archive.dataset,
+                str(path),
+                f"{how_to_get} Or set download=true to fetch {archive.source}.",
             )
         try:
             if archive.gdrive_id:
@@ -107,7 +111,9 @@ def fetch_archive(archive: Archive, root: Path, download: bool, how_to_get: str)
         except Exception as exc:
             path.unlink(missing_ok=True)
             raise MissingDataError(
-                archive.dataset, str(path), f"Downloading {archive.source} failed ({_reason(exc)}). {how_to_get}"
+                archive.dataset,
+                str(path),
+                f"Downloading {archive.source} failed ({_reason(exc)}). {how_to_get}",
             ) from exc
     verify_archive(path, archive)
     return path
@@ -136,7 +142,9 @@ def extract_once(archive_path: Path, destination: Path) -> Path:
     return destination
 
 
-def ensure_extracted(archive: Archive, root: Path, download: bool, how_to_get: str, into: str | None = None) -> Path:
+def ensure_extracted(
+    archive: Archive, root: Path, download: bool, how_to_get: str, into: str | None = None
+) -> Path:
     """Fetch, verify and extract ``archive``; returns the folder it was extracted into."""
     root = Path(root)
     destination = root / (into or Path(archive.filename).name.split(".")[0])
@@ -160,10 +168,14 @@ def open_torchvision(
     except (RuntimeError, OSError) as exc:
         if not download:
             raise MissingDataError(
-                dataset, str(root), f"{how_to_get} Or set download=true to let torchvision fetch it."
+                dataset,
+                str(root),
+                f"{how_to_get} Or set download=true to let torchvision fetch it.",
             ) from exc
     log.info("downloading %s into %s", dataset, root)
     try:
         return factory(True)
     except Exception as exc:
-        raise MissingDataError(dataset, str(root), f"Downloading it failed ({_reason(exc)}). {how_to_get}") from exc
+        raise MissingDataError(
+            dataset, str(root), f"Downloading it failed ({_reason(exc)}). {how_to_get}"
+        ) from exc

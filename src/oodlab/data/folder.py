@@ -40,7 +40,9 @@ LAYOUT_HINT = (
 def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and 4 <= s <= 1024 for s in size):
-        raise ConfigError("data.dataset.image_size", image_size, "an int (or [height, width]) in [4, 1024]")
+        raise ConfigError(
+            "data.dataset.image_size", image_size, "an int (or [height, width]) in [4, 1024]"
+        )
     return size  # type: ignore[return-value]
 
 
@@ -50,10 +52,14 @@ def resolve_folder(path: str | Path | None, root: str | Path | None, key: str, w
         raise ConfigError(key, path, f"the path of {what}")
     folder = Path(str(path)).expanduser()
     if not folder.exists():
-        raise MissingDataError("image folder", str(folder.resolve()), f"Pass {key}=<{what}>. {LAYOUT_HINT}")
+        raise MissingDataError(
+            "image folder", str(folder.resolve()), f"Pass {key}=<{what}>. {LAYOUT_HINT}"
+        )
     if folder.is_file():
         if not folder.name.lower().endswith(ARCHIVE_SUFFIXES):
-            raise ConfigError(key, str(path), f"a folder or an archive ({', '.join(ARCHIVE_SUFFIXES)})")
+            raise ConfigError(
+                key, str(path), f"a folder or an archive ({', '.join(ARCHIVE_SUFFIXES)})"
+            )
         stem = folder.name
         for suffix in ARCHIVE_SUFFIXES:
             if stem.lower().endswith(suffix):
@@ -79,9 +85,13 @@ def _signature(files: Sequence[str], extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _labelled_files(folder: Path, class_to_idx: dict[str, int], allow_empty: bool) -> list[tuple[str, int]]:
+def _labelled_files(
+    folder: Path, class_to_idx: dict[str, int], allow_empty: bool
+) -> list[tuple[str, int]]:
     try:
-        return make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty)
+        return make_dataset(
+            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty
+        )
     except FileNotFoundError as exc:
         raise MissingDataError("image folder", str(folder), f"{exc} {LAYOUT_HINT}") from exc
 
@@ -90,9 +100,15 @@ def _classes(folder: Path) -> tuple[list[str], dict[str, int]]:
     try:
         classes, class_to_idx = find_classes(str(folder))
     except FileNotFoundError as exc:
-        raise MissingDataError("image folder", str(folder), f"It has no class sub-folders. {LAYOUT_HINT}") from exc
+        raise MissingDataError(
+            "image folder", str(folder), f"It has no class sub-folders. {LAYOUT_HINT}"
+        ) from exc
     if len(classes) < 2:
-        raise ConfigError("data.dataset.path", str(folder), f"a folder with at least 2 class sub-folders, found {classes}")
+        raise ConfigError(
+            "data.dataset.path",
+            str(folder),
+            f"a folder with at least 2 class sub-folders, found {classes}",
+        )
     return classes, class_to_idx
 
 
@@ -122,15 +138,24 @@ def load_image_folder(
     if channels not in (1, 3):
         raise ConfigError("data.dataset.channels", channels, "1 (greyscale) or 3 (RGB)")
     height, width = _image_size(image_size)
-    folder = resolve_folder(path, root, "data.dataset.path", "a folder of images, one sub-folder per class")
+    folder = resolve_folder(
+        path, root, "data.dataset.path", "a folder of images, one sub-folder per class"
+    )
     split_dirs = {s: folder / s for s in ("train", "val", "test") if (folder / s).is_dir()}
     presplit = "train" in split_dirs and "test" in split_dirs
     classes, class_to_idx = _classes(split_dirs["train"] if presplit else folder)
     if presplit:
-        parts = {s: _labelled_files(d, class_to_idx, allow_empty=s != "train") for s, d in split_dirs.items()}
+        parts = {
+            s: _labelled_files(d, class_to_idx, allow_empty=s != "train")
+            for s, d in split_dirs.items()
+        }
         for split, files in parts.items():
             if not files:
-                raise MissingDataError("image folder", str(split_dirs[split]), f"The {split} folder has no images. {LAYOUT_HINT}")
+                raise MissingDataError(
+                    "image folder",
+                    str(split_dirs[split]),
+                    f"The {split} folder has no images. {LAYOUT_HINT}",
+                )
     else:
         parts = {"all": _labelled_files(folder, class_to_idx, allow_empty=False)}
 
@@ -161,12 +186,21 @@ def load_image_folder(
         rest, carved = _carve_test(everything, test_size, split_seed)
         train, test, val = everything.subset(rest), everything.subset(carved), None
     return assemble(
-        dataset_name, train, test, val=val, val_size=val_size, split_seed=split_seed,
-        train_subset=train_subset, mean=mean, std=std,
+        dataset_name,
+        train,
+        test,
+        val=val,
+        val_size=val_size,
+        split_seed=split_seed,
+        train_subset=train_subset,
+        mean=mean,
+        std=std,
     )
 
 
-def _carve_test(data: ImageTensors, test_size: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _carve_test(
+    data: ImageTensors, test_size: int | float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     # seed offset keeps the test carve independent of the val carve that follows
     return carve(data.labels, test_size, seed + 7919, "data.dataset.test_size")
 
@@ -174,8 +208,11 @@ def _carve_test(data: ImageTensors, test_size: int | float, seed: int) -> tuple[
 def list_images(folder: Path) -> list[str]:
     """Every image file under ``folder``, at any depth, in sorted order."""
     return sorted(
-        str(p) for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and has_file_allowed_extension(p.name, IMG_EXTENSIONS)
+        str(p)
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and has_file_allowed_extension(p.name, IMG_EXTENSIONS)
     )
 
 
@@ -194,7 +231,11 @@ def folder_ood_set(
     folder = resolve_folder(path, root, "ood.sets.<name>.path", "a folder of images")
     files = list_images(folder)
     if not files:
-        raise MissingDataError("image folder", str(folder), f"It contains no image files ({', '.join(IMG_EXTENSIONS)}).")
+        raise MissingDataError(
+            "image folder",
+            str(folder),
+            f"It contains no image files ({', '.join(IMG_EXTENSIONS)}).",
+        )
     chosen = [files[i] for i in sample_indices(len(files), n, seed, "ood.sets.<name>.n")]
     key = _signature(chosen, f"{folder.resolve()}|{tuple(shape)}|{fit}")
     cache_root = Path(cache_dir) if cache_dir else Path(root or folder.parent) / "cache"

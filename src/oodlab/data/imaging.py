@@ -45,7 +45,9 @@ def _fit_pil(image: Image.Image, height: int, width: int, fit: str) -> Image.Ima
     if fit == "resize_crop" or w < width or h < height:
         scale = max(width / w, height / h)
         image = image.resize(
-            (max(width, round(w * scale)), max(height, round(h * scale))), Image.BILINEAR, reducing_gap=3.0
+            (max(width, round(w * scale)), max(height, round(h * scale))),
+            Image.BILINEAR,
+            reducing_gap=3.0,
         )
         w, h = image.size
     left, top = (w - width) // 2, (h - height) // 2
@@ -63,7 +65,9 @@ def decode_file(path: str | Path, shape: Shape, fit: str = "resize_crop") -> np.
             image = _fit_pil(image.convert(mode), height, width, fit)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptDataError(f"Cannot read image file {path}: {exc}. Delete or replace it.") from exc
+        raise CorruptDataError(
+            f"Cannot read image file {path}: {exc}. Delete or replace it."
+        ) from exc
     return array[..., None] if channels == 1 else array
 
 
@@ -72,7 +76,10 @@ def default_threads() -> int:
 
 
 def decode_files(
-    paths: Sequence[str | Path], shape: Shape, fit: str = "resize_crop", num_threads: int | None = None
+    paths: Sequence[str | Path],
+    shape: Shape,
+    fit: str = "resize_crop",
+    num_threads: int | None = None,
 ) -> Tensor:
     """Decode many files in parallel into one uint8 (N, C, H, W) tensor, in the given order."""
     _check_fit(fit)
@@ -107,7 +114,9 @@ def match_channels(images: Tensor, channels: int) -> Tensor:
     raise ConfigError("image channels", have, f"convertible to {channels} channel(s)")
 
 
-def fit_tensor(images: Tensor, shape: Shape, fit: str = "resize_crop", batch_size: int = 4096) -> Tensor:
+def fit_tensor(
+    images: Tensor, shape: Shape, fit: str = "resize_crop", batch_size: int = 4096
+) -> Tensor:
     """uint8 (N, C, H, W) images -> uint8 (N, *shape), converting channels and size."""
     _check_fit(fit)
     channels, height, width = (int(s) for s in shape)
@@ -118,13 +127,17 @@ def fit_tensor(images: Tensor, shape: Shape, fit: str = "resize_crop", batch_siz
     if fit == "resize":
         size = (height, width)
     else:
-        scale = max(height / h, width / w) if fit == "resize_crop" or h < height or w < width else 1.0
+        scale = (
+            max(height / h, width / w) if fit == "resize_crop" or h < height or w < width else 1.0
+        )
         size = (max(height, round(h * scale)), max(width, round(w * scale)))
     parts = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].float()
         if size != (h, w):
-            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False)
+            batch = F.interpolate(
+                batch, size=size, mode="bilinear", antialias=True, align_corners=False
+            )
         top, left = (size[0] - height) // 2, (size[1] - width) // 2
         batch = batch[..., top : top + height, left : left + width]
         parts.append(batch.round().clamp(0, 255).to(torch.uint8))

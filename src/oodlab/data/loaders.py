@@ -98,7 +98,9 @@ class TensorSet:
         if labels is None:
             labels = torch.full((images.shape[0],), -1, dtype=torch.long)
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
+            raise ValueError(
+                f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images"
+            )
         self.images, self.labels = images, labels.long()
 
     def __len__(self) -> int:

@@ -60,8 +60,23 @@ def _skimage_source(name: str) -> np.ndarray:
     return img
 
 
-_SOURCES = ("brick", "grass", "gravel", "camera", "astronaut", "coffee", "chelsea", "rocket",
-            "moon", "coins", "clock", "hubble_deep_field", "immunohistochemistry", "china", "flower")
+_SOURCES = (
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "moon",
+    "coins",
+    "clock",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "china",
+    "flower",
+)
 
 
 def _random_crops(
@@ -101,7 +116,15 @@ def photo_crops(
     shape: Shape,
     n: int = 1000,
     seed: int = 0,
-    sources: Sequence[str] = ("camera", "astronaut", "coffee", "chelsea", "rocket", "china", "flower"),
+    sources: Sequence[str] = (
+        "camera",
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "china",
+        "flower",
+    ),
     min_crop: int = 32,
     max_crop: int = 256,
 ) -> ImageTensors:
@@ -143,7 +166,8 @@ def font_glyphs(
         canvas = canvas.crop(canvas.getbbox())
         scale = box / max(canvas.size)
         glyph = canvas.resize(
-            (max(1, round(canvas.size[0] * scale)), max(1, round(canvas.size[1] * scale))), Image.LANCZOS
+            (max(1, round(canvas.size[0] * scale)), max(1, round(canvas.size[1] * scale))),
+            Image.LANCZOS,
         )
         arr = np.asarray(glyph, dtype=np.float64)
         ys, xs = np.indices(arr.shape)
@@ -213,7 +237,11 @@ def mnist5k_digit_transforms(
     from oodlab.data.mnist5k import DEFAULT_SPLIT, load_mnist5k
 
     if id_loader is not None and id_loader.rsplit(".", 1)[-1] != load_mnist5k.__name__:
-        val_size, test_size, split_seed = DEFAULT_SPLIT["val_size"], DEFAULT_SPLIT["test_size"], DEFAULT_SPLIT["split_seed"]
+        val_size, test_size, split_seed = (
+            DEFAULT_SPLIT["val_size"],
+            DEFAULT_SPLIT["test_size"],
+            DEFAULT_SPLIT["split_seed"],
+        )
 
     channels, height, width = _check(n, shape)
     kinds = [k.strip() for k in kind.split("+")]
@@ -226,9 +254,16 @@ def mnist5k_digit_transforms(
     images, labels = digits.images.float(), digits.labels
     # "mix+rot90": equal shares of each transform, in one set
     shares = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
-    out = torch.cat([_transform_digits(k, images, labels, m, seed + i) for i, (k, m) in enumerate(zip(kinds, shares))])
+    out = torch.cat(
+        [
+            _transform_digits(k, images, labels, m, seed + i)
+            for i, (k, m) in enumerate(zip(kinds, shares))
+        ]
+    )
     if out.shape[1] != channels or out.shape[2:] != (height, width):
-        out = torch.nn.functional.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+        out = torch.nn.functional.interpolate(
+            out, size=(height, width), mode="bilinear", align_corners=False
+        )
         out = out.expand(-1, channels, -1, -1) if channels != out.shape[1] else out
     return ImageTensors.unlabeled(out.round().clamp(0, 255).to(torch.uint8).contiguous())
 
@@ -246,7 +281,9 @@ def _transform_digits(kind: str, images: Tensor, labels: Tensor, n: int, seed: i
             clash = labels[first] == labels[second]
         out = torch.maximum(images[first], images[second])
     else:
-        pool = torch.nonzero(labels != 0).flatten() if kind == "rot90" else torch.arange(len(labels))
+        pool = (
+            torch.nonzero(labels != 0).flatten() if kind == "rot90" else torch.arange(len(labels))
+        )
         x = images[pool[torch.from_numpy(rng.integers(len(pool), size=n))]]
         if kind == "permute":
             flat = x.flatten(1)

@@ -56,7 +56,9 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...],
     n = max(1, images.shape[0] * images.shape[2] * images.shape[3])
     mean = total / n
     std = (squares / n - mean.square()).clamp_min(1e-12).sqrt()
-    return tuple(round(float(m), 4) for m in mean), tuple(round(max(float(s), 1e-3), 4) for s in std)
+    return tuple(round(float(m), 4) for m in mean), tuple(
+        round(max(float(s), 1e-3), 4) for s in std
+    )
 
 
 def assemble(
@@ -84,7 +86,9 @@ def assemble(
     if val is None:
         rest, carved = carve(train.labels, val_size, split_seed, "data.dataset.val_size")
         train, val = (train.subset(rest) if val_from == "held_out" else train), train.subset(carved)
-    if train_subset is not None and not (isinstance(train_subset, int) and train_subset >= len(train)):
+    if train_subset is not None and not (
+        isinstance(train_subset, int) and train_subset >= len(train)
+    ):
         # a distinct seed stream from the val split, so the subset is not the val complement
         _, keep = carve(train.labels, train_subset, split_seed + 1, "data.dataset.train_subset")
         train = train.subset(keep)

@@ -42,21 +42,49 @@ SPECS: dict[str, _Spec] = {
     # CIFAR/MNIST/DTD make their own sub-folder under root (torchvision's layout), so an existing
     # torchvision data folder is found as it is; SVHN and Places365 write loose files, so they
     # get one of their own.
-    "cifar10": _Spec("", ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz "
-                     "(extracted: {root}/cifar-10-batches-py/)",
-                     (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": _Spec("", ("train", "test"), "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz "
-                      "(extracted: {root}/cifar-100-python/)",
-                      (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": _Spec("svhn", ("train", "test", "extra"), "http://ufldl.stanford.edu/housenumbers/{split}_32x32.mat "
-                  "(as {root}/svhn/{split}_32x32.mat)",
-                  (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "mnist": _Spec("", ("train", "test", "all"), "https://ossci-datasets.s3.amazonaws.com/mnist/ "
-                   "(the four .gz files in {root}/MNIST/raw/)", (0.1307,), (0.3081,)),
-    "dtd": _Spec("", ("all", "train", "val", "test"), "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/"
-                 "dtd-r1.0.1.tar.gz (extracted: {root}/dtd/dtd/images/)"),
-    "places365": _Spec("places365", ("val",), "http://data.csail.mit.edu/places/places365/val_256.tar and "
-                       "filelist_places365-standard.tar (extracted into {root}/places365/)"),
+    "cifar10": _Spec(
+        "",
+        ("train", "test"),
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz "
+        "(extracted: {root}/cifar-10-batches-py/)",
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": _Spec(
+        "",
+        ("train", "test"),
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz "
+        "(extracted: {root}/cifar-100-python/)",
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+    ),
+    "svhn": _Spec(
+        "svhn",
+        ("train", "test", "extra"),
+        "http://ufldl.stanford.edu/housenumbers/{split}_32x32.mat "
+        "(as {root}/svhn/{split}_32x32.mat)",
+        (0.4377, 0.4438, 0.4728),
+        (0.1980, 0.2010, 0.1970),
+    ),
+    "mnist": _Spec(
+        "",
+        ("train", "test", "all"),
+        "https://ossci-datasets.s3.amazonaws.com/mnist/ (the four .gz files in {root}/MNIST/raw/)",
+        (0.1307,),
+        (0.3081,),
+    ),
+    "dtd": _Spec(
+        "",
+        ("all", "train", "val", "test"),
+        "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/"
+        "dtd-r1.0.1.tar.gz (extracted: {root}/dtd/dtd/images/)",
+    ),
+    "places365": _Spec(
+        "places365",
+        ("val",),
+        "http://data.csail.mit.edu/places/places365/val_256.tar and "
+        "filelist_places365-standard.tar (extracted into {root}/places365/)",
+    ),
 }
 ID_DATASETS = ("cifar10", "cifar100", "svhn")
 
@@ -77,7 +105,9 @@ def _how_to_get(name: str, folder: Path, split: str = "") -> str:
     return f"Run once with network access, or download {source} yourself."
 
 
-def _open(name: str, folder: Path, download: bool, make: Callable[[bool], Any], split: str = "") -> Any:
+def _open(
+    name: str, folder: Path, download: bool, make: Callable[[bool], Any], split: str = ""
+) -> Any:
     return open_torchvision(name, folder, make, download, _how_to_get(name, folder, split))
 
 
@@ -86,17 +116,28 @@ def _parse_arrays(name: str, root: Path, split: str, download: bool) -> dict[str
     root.mkdir(parents=True, exist_ok=True)
     if name in ("cifar10", "cifar100"):
         cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-        ds = _open(name, root, download, lambda d: cls(str(root), train=split == "train", download=d))
+        ds = _open(
+            name, root, download, lambda d: cls(str(root), train=split == "train", download=d)
+        )
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         labels = torch.as_tensor(ds.targets, dtype=torch.long)
     elif name == "svhn":
-        ds = _open(name, root, download, lambda d: tvd.SVHN(str(root), split=split, download=d), split)
+        ds = _open(
+            name, root, download, lambda d: tvd.SVHN(str(root), split=split, download=d), split
+        )
         images = torch.from_numpy(np.ascontiguousarray(ds.data))
         labels = torch.as_tensor(ds.labels, dtype=torch.long)
     elif name == "mnist":
         parts = ("train", "test") if split == "all" else (split,)
-        sets = [_open(name, root, download, lambda d, p=p: tvd.MNIST(str(root), train=p == "train", download=d))
-                for p in parts]
+        sets = [
+            _open(
+                name,
+                root,
+                download,
+                lambda d, p=p: tvd.MNIST(str(root), train=p == "train", download=d),
+            )
+            for p in parts
+        ]
         images = torch.cat([s.data for s in sets]).unsqueeze(1).contiguous()
         labels = torch.cat([s.targets for s in sets]).long()
     else:  # pragma: no cover - guarded by the callers
@@ -105,7 +146,11 @@ def _parse_arrays(name: str, root: Path, split: str, download: bool) -> dict[str
 
 
 def torchvision_arrays(
-    name: str, root: str | Path, split: str, download: bool = True, cache_dir: str | Path | None = None
+    name: str,
+    root: str | Path,
+    split: str,
+    download: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, torch.Tensor]:
     """uint8 images (N, C, H, W) and int64 labels of one split, parsed once and cached."""
     spec = _spec(name)
@@ -113,13 +158,26 @@ def torchvision_arrays(
         raise ConfigError("split", split, f"one of {', '.join(spec.splits)} for {name}")
     folder = _folder(root, name)
     cache = Path(cache_dir) if cache_dir else Path(root).expanduser() / "cache"
-    return cached_tensors(cache / "torchvision" / f"{name}-{split}.pt",
-                          lambda: _parse_arrays(name, folder, split, download))
+    return cached_tensors(
+        cache / "torchvision" / f"{name}-{split}.pt",
+        lambda: _parse_arrays(name, folder, split, download),
+    )
 
 
 def _classes(name: str, root: str | Path) -> tuple[str, ...]:
     if name == "cifar10":
-        return ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+        return (
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        )
     if name == "cifar100":
         meta = Path(root).expanduser() / "cifar-100-python" / "meta"
         if meta.is_file():
@@ -147,8 +205,12 @@ def load_torchvision_id(
     (``val_size``, fixed ``split_seed``; with ``val_from=train`` the val images are drawn from
     the training images and training keeps all of them), and the official test split."""
     if name not in ID_DATASETS:
-        raise UnknownNameError("in-distribution torchvision dataset", name, ID_DATASETS,
-                               hint="For your own images use data=folder.")
+        raise UnknownNameError(
+            "in-distribution torchvision dataset",
+            name,
+            ID_DATASETS,
+            hint="For your own images use data=folder.",
+        )
     spec = _spec(name)
     classes = _classes(name, root)
     train = torchvision_arrays(name, root, "train", download, cache_dir)
@@ -176,9 +238,13 @@ def torchvision_files(name: str, root: str | Path, split: str, download: bool = 
     folder.mkdir(parents=True, exist_ok=True)
     if name == "dtd":
         parts = ("train", "val", "test") if split == "all" else (split,)
-        sets = [_open(name, folder, download, lambda d, p=p: tvd.DTD(str(folder), split=p, download=d)) for p in parts]
+        sets = [
+            _open(name, folder, download, lambda d, p=p: tvd.DTD(str(folder), split=p, download=d))
+            for p in parts
+        ]
         return sorted({str(f) for s in sets for f in s._image_files})
     if name == "places365":
+
         def make(d: bool) -> Any:
             ds = tvd.Places365(str(folder), split=split, small=True, download=d)
             if not Path(ds.images_dir).is_dir():

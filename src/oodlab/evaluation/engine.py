@@ -85,7 +85,11 @@ def infer(run: Inference, data: EvalSet) -> Outputs:
     if not logits:  # this process's block is empty (more processes than batches): shapes only
         first, _ = next(data.batches(run.batch_size, range(1)))
         out, feats = run.net.forward_with_features(run.normalize(first[:1].to(run.device)))
-        logits, features, labels = [out.float()[:0]], [feats.float()[:0]], [torch.zeros(0, dtype=torch.long, device=run.device)]
+        logits, features, labels = (
+            [out.float()[:0]],
+            [feats.float()[:0]],
+            [torch.zeros(0, dtype=torch.long, device=run.device)],
+        )
     run.net.train(was_training)
     return Outputs(
         logits=gather_rows(torch.cat(logits)).cpu(),
@@ -94,7 +98,9 @@ def infer(run: Inference, data: EvalSet) -> Outputs:
     )
 
 
-def rerun_scores(run: Inference, cls: type[Score], settings: list[dict[str, Any]], data: EvalSet) -> list[Tensor]:
+def rerun_scores(
+    run: Inference, cls: type[Score], settings: list[dict[str, Any]], data: EvalSet
+) -> list[Tensor]:
     """Run the network again for a ``needs_model`` score, one tensor per setting; the
     settings share each batch's forward and gradient passes."""
     was_training = run.net.training
@@ -102,10 +108,15 @@ def rerun_scores(run: Inference, cls: type[Score], settings: list[dict[str, Any]
     per_setting: list[list[Tensor]] = [[] for _ in settings]
     for images, _ in my_batches(data, run.batch_size):
         inputs = run.normalize(images.to(run.device))
-        for values, scores in zip(per_setting, cls.score_inputs_grid(run.net, inputs, run.normalize.std, settings)):
+        for values, scores in zip(
+            per_setting, cls.score_inputs_grid(run.net, inputs, run.normalize.std, settings)
+        ):
             values.append(scores.detach().float())
     run.net.train(was_training)
-    return [gather_rows(torch.cat(v) if v else torch.zeros(0, device=run.device)).cpu() for v in per_setting]
+    return [
+        gather_rows(torch.cat(v) if v else torch.zeros(0, device=run.device)).cpu()
+        for v in per_setting
+    ]
 
 
 def score_datasets(
@@ -118,7 +129,9 @@ def score_datasets(
     """For each setting, the scores of every dataset: from the cached outputs (fitted once per
     setting), or by re-running the network for ``needs_model`` scores."""
     if cls.needs_model:
-        per_set = {name: rerun_scores(run, cls, settings, data) for name, (data, _) in datasets.items()}
+        per_set = {
+            name: rerun_scores(run, cls, settings, data) for name, (data, _) in datasets.items()
+        }
         return [{name: per_set[name][i] for name in datasets} for i in range(len(settings))]
     scored = []
     for setting in settings:
@@ -128,7 +141,9 @@ def score_datasets(
     return scored
 
 
-def mean_over_sets(per_set: Mapping[str, Mapping[str, float]], names: Sequence[str] | None = None) -> dict[str, float]:
+def mean_over_sets(
+    per_set: Mapping[str, Mapping[str, float]], names: Sequence[str] | None = None
+) -> dict[str, float]:
     names = list(per_set) if names is None else [n for n in names if n in per_set]
     return {k: float(sum(per_set[n][k] for n in names) / len(names)) for k in METRIC_KEYS if names}
 
@@ -136,7 +151,9 @@ def mean_over_sets(per_set: Mapping[str, Mapping[str, float]], names: Sequence[s
 def check_groups(groups: Mapping[str, Sequence[str]], ood_sets: Mapping[str, Any]) -> None:
     for name, members in groups.items():
         if any(s not in ood_sets for s in members):
-            raise ConfigError(f"ood.groups.{name}", list(members), f"a list of OOD sets among {sorted(ood_sets)}")
+            raise ConfigError(
+                f"ood.groups.{name}", list(members), f"a list of OOD sets among {sorted(ood_sets)}"
+            )
 
 
 def run_evaluation(
@@ -168,7 +185,10 @@ def run_evaluation(
     outputs = {name: infer(run, data) for name, data in test_sets.items()}
     val_pair = None
     if id_val is not None and val_ood is not None:
-        val_pair = {"val_id": (id_val, infer(run, id_val)), "val_ood": (val_ood, infer(run, val_ood))}
+        val_pair = {
+            "val_id": (id_val, infer(run, id_val)),
+            "val_ood": (val_ood, infer(run, val_ood)),
+        }
     train = infer(run, id_train) if needs_train else None
 
     # 2. choose on the validation pair
@@ -179,7 +199,12 @@ def run_evaluation(
             scored = score_datasets(run, plan.cls, plan.settings, val_pair, train)
             val_scores = [(s["val_id"], s["val_ood"]) for s in scored]
         choices[name] = choose(plan, val_scores)
-        log.info("score %s: %s (val fpr95 %s)", name, choices[name].chosen, choices[name].val and choices[name].val["fpr95"])
+        log.info(
+            "score %s: %s (val fpr95 %s)",
+            name,
+            choices[name].chosen,
+            choices[name].val and choices[name].val["fpr95"],
+        )
 
     degenerate = [f"{name}: {c.degenerate}" for name, c in choices.items() if c.degenerate]
     if degenerate:
@@ -193,7 +218,8 @@ def run_evaluation(
     # 3. score the test sets
     datasets = {name: (data, outputs[name]) for name, data in test_sets.items()}
     scored = {
-        name: score_datasets(run, plan.cls, [choices[name].chosen], datasets, train)[0] for name, plan in plans.items()
+        name: score_datasets(run, plan.cls, [choices[name].chosen], datasets, train)[0]
+        for name, plan in plans.items()
     }
 
     # 4. calibrate
@@ -212,7 +238,10 @@ def run_evaluation(
     # 5. the tables
     ood_table: dict[str, dict[str, dict[str, float]]] = {}
     for name, per_dataset in scored.items():
-        per_set = {s: {"n": len(ood_sets[s]), **ood_metrics(per_dataset["id"], per_dataset[s])} for s in ood_sets}
+        per_set = {
+            s: {"n": len(ood_sets[s]), **ood_metrics(per_dataset["id"], per_dataset[s])}
+            for s in ood_sets
+        }
         table: dict[str, dict[str, float]] = dict(per_set)
         table["mean"] = mean_over_sets(per_set, [s for s in per_set if s not in set(mean_exclude)])
         for group, members in groups.items():
@@ -222,14 +251,20 @@ def run_evaluation(
         id={
             "dataset": dataset,
             "n": len(id_out.labels),
-            "acc": float((id_out.logits.argmax(1) == id_out.labels).float().mean()) if labelled else None,
-            "ece": expected_calibration_error(id_out.logits, id_out.labels, n_bins=15) if labelled else None,
+            "acc": float((id_out.logits.argmax(1) == id_out.labels).float().mean())
+            if labelled
+            else None,
+            "ece": expected_calibration_error(id_out.logits, id_out.labels, n_bins=15)
+            if labelled
+            else None,
         },
         ood=ood_table,
         choices=choices,
         calibration=calibration,
         warnings=[f"degenerate validation pair for {line}" for line in degenerate],
         id_scores={name: s["id"] for name, s in scored.items()},
-        ood_scores={name: {s: per_dataset[s] for s in ood_sets} for name, per_dataset in scored.items()},
+        ood_scores={
+            name: {s: per_dataset[s] for s in ood_sets} for name, per_dataset in scored.items()
+        },
         outputs=outputs,
     )

@@ -97,7 +97,9 @@ def as_eval_set(data: Any, what: str) -> EvalSet:
     if isinstance(data, Dataset):
         return DatasetSet(data)
     raise ConfigError(
-        what, type(data).__name__, "a tensor of images, an (images, labels) pair, a Dataset or a DataLoader"
+        what,
+        type(data).__name__,
+        "a tensor of images, an (images, labels) pair, a Dataset or a DataLoader",
     )
 
 

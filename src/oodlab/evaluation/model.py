@@ -30,11 +30,16 @@ class ScoringModel(nn.Module):
         super().__init__()
         self.model = model
         self._captured: Tensor | None = None
-        if head is None and callable(getattr(model, "forward_with_features", None)) and hasattr(model, "head"):
+        if (
+            head is None
+            and callable(getattr(model, "forward_with_features", None))
+            and hasattr(model, "head")
+        ):
             self.kind = "oodlab"
             self.head = model.head
         elif head is None and all(
-            callable(getattr(model, name, None)) for name in ("forward_features", "forward_head", "get_classifier")
+            callable(getattr(model, name, None))
+            for name in ("forward_features", "forward_head", "get_classifier")
         ):
             self.kind = "timm"
             self.head = model.get_classifier()
@@ -58,7 +63,9 @@ class ScoringModel(nn.Module):
         self._captured = None
         logits = self.model(x)
         if self._captured is None:
-            raise RuntimeError(f"the model's forward never called its last layer {type(self.head).__name__}")
+            raise RuntimeError(
+                f"the model's forward never called its last layer {type(self.head).__name__}"
+            )
         features, self._captured = self._captured.flatten(1), None
         return logits, features
 
@@ -68,7 +75,9 @@ def find_head(model: nn.Module, name: str | None) -> nn.Module:
     if name is not None:
         if name not in modules or not name:
             linear = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
-            raise ConfigError("head", name, f"the name of the model's last layer, e.g. one of {linear[-3:]}")
+            raise ConfigError(
+                "head", name, f"the name of the model's last layer, e.g. one of {linear[-3:]}"
+            )
         return modules[name]
     for candidate in HEAD_NAMES:
         if isinstance(modules.get(candidate), nn.Module):
@@ -76,7 +85,9 @@ def find_head(model: nn.Module, name: str | None) -> nn.Module:
     linear = [m for m in modules.values() if isinstance(m, nn.Linear)]
     if not linear:
         raise ConfigError(
-            "head", None, "the name of the layer that computes the logits (the model has no nn.Linear to guess from)"
+            "head",
+            None,
+            "the name of the layer that computes the logits (the model has no nn.Linear to guess from)",
         )
     return linear[-1]
 

@@ -39,7 +39,9 @@ class ScorePlan:
         return [{**self.fixed, **s} for s in grid_settings(self.grid)]
 
 
-def search_space(name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+def search_space(
+    name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] | None
+) -> dict[str, list[Any]]:
     """The grid of every hyperparameter of ``name`` that eval.params does not fix.
 
     ``grids`` is eval.grids; a key missing there falls back to the score's default grid.
@@ -48,7 +50,9 @@ def search_space(name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] |
     given = dict((grids or {}).get(name) or {})
     unknown = set(given) - set(cls.spec)
     if unknown:
-        raise ConfigError(f"eval.grids.{name}", given, f"a mapping with keys among {sorted(cls.spec) or 'none'}")
+        raise ConfigError(
+            f"eval.grids.{name}", given, f"a mapping with keys among {sorted(cls.spec) or 'none'}"
+        )
     space: dict[str, list[Any]] = {}
     for key, hp in cls.spec.items():
         if key in fixed:
@@ -60,7 +64,9 @@ def search_space(name: str, fixed: Mapping[str, Any], grids: Mapping[str, Any] |
     return space
 
 
-def plan_scores(scores: Mapping[str, Mapping[str, Any] | None], grids: Mapping[str, Any] | None) -> dict[str, ScorePlan]:
+def plan_scores(
+    scores: Mapping[str, Mapping[str, Any] | None], grids: Mapping[str, Any] | None
+) -> dict[str, ScorePlan]:
     """Validate score names, fixed values (eval.params) and grids (eval.grids) before any
     work, and return each score's plan. Cheap: call it before training to fail early."""
     for name in grids or {}:
@@ -90,7 +96,9 @@ def choose(plan: ScorePlan, val_scores: Sequence[tuple[Tensor, Tensor]] | None) 
         return Choice(plan.name, plan.cls(**plan.fixed).hparams(), fixed=plan.fixed, grid=plan.grid)
     settings = plan.settings
     if len(val_scores) != len(settings):
-        raise ValueError(f"{plan.name}: {len(val_scores)} scored settings for {len(settings)} settings")
+        raise ValueError(
+            f"{plan.name}: {len(val_scores)} scored settings for {len(settings)} settings"
+        )
     trials: list[dict[str, Any]] = []
     best = 0
     for i, (val_id, val_ood) in enumerate(val_scores):

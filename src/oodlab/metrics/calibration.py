@@ -202,7 +202,9 @@ def reliability_bins(logits, targets, n_bins: int = N_BINS) -> dict[str, np.ndar
     edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)
     # bin i holds [edges[i], edges[i+1]); confidences stay below 1 (_probabilities)
     index = (torch.bucketize(conf, edges, right=True) - 1).clamp_(0, n_bins - 1)
-    count = torch.zeros(n_bins, dtype=torch.float64, device=conf.device).index_add_(0, index, torch.ones_like(acc))
+    count = torch.zeros(n_bins, dtype=torch.float64, device=conf.device).index_add_(
+        0, index, torch.ones_like(acc)
+    )
     acc_sum = torch.zeros_like(count).index_add_(0, index, acc)
     conf_sum = torch.zeros_like(count).index_add_(0, index, conf.double())
     filled = count.clamp_min(1)

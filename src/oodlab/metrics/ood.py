@@ -30,7 +30,15 @@ from oodlab._infra.errors import OodlabError
 __all__ = ["METRIC_KEYS", "OODMetrics", "OodMetricsInputError", "ood_metrics"]
 
 #: the keys :func:`ood_metrics` returns, in results.json order
-METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_openood", "aupr_in_openood", "aupr_out_openood")
+METRIC_KEYS = (
+    "fpr95",
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "fpr95_openood",
+    "aupr_in_openood",
+    "aupr_out_openood",
+)
 
 #: The recall level of FPR95.
 TPR_LEVEL_PERCENT = 95
@@ -158,7 +166,9 @@ def _metrics_from_counts(tps: Tensor, fps: Tensor) -> dict[str, float]:
     aupr_in_openood = _trapezoid(t_hi / n_pos, t_hi / (t_hi + f_hi))
     # OOD positive: flagging scores <= u_{k+1} for k = m-1 .. 0 (recall increasing).
     caught_up = caught.flip(0)
-    aupr_out_openood = _trapezoid(caught_up / n_neg, caught_up / (caught_up + (n_pos - t_lo.flip(0))))
+    aupr_out_openood = _trapezoid(
+        caught_up / n_neg, caught_up / (caught_up + (n_pos - t_lo.flip(0)))
+    )
 
     return {
         "fpr95": fpr95,

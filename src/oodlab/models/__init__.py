@@ -8,4 +8,10 @@ from oodlab.models import wrn as _wrn  # noqa: F401  (registers wrn40_2)
 from oodlab.models._base import BACKBONES, register_backbone
 from oodlab.models.classifier import OODClassifier, create_backbone, oodlab_model_names
 
-__all__ = ["BACKBONES", "OODClassifier", "create_backbone", "oodlab_model_names", "register_backbone"]
+__all__ = [
+    "BACKBONES",
+    "OODClassifier",
+    "create_backbone",
+    "oodlab_model_names",
+    "register_backbone",
+]

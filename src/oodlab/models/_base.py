@@ -48,7 +48,9 @@ def no_pretrained(name: str, pretrained: bool) -> None:
     """timm factories take ``pretrained``; oodlab's models have no published weights."""
     if pretrained:
         raise ConfigError(
-            "model.pretrained", True, f"false: {name} has no pretrained weights (model.weights=PATH loads your own)"
+            "model.pretrained",
+            True,
+            f"false: {name} has no pretrained weights (model.weights=PATH loads your own)",
         )
 
 
@@ -83,7 +85,10 @@ class PooledBackbone(nn.Module):
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
         self.head_drop = None if drop_rate is None else nn.Dropout(drop_rate)
         self.fc = self._classifier(num_classes)
-        self.pretrained_cfg = self.default_cfg = {"num_classes": num_classes, "input_size": input_size}
+        self.pretrained_cfg = self.default_cfg = {
+            "num_classes": num_classes,
+            "input_size": input_size,
+        }
         if self.reference_init:
             init_weights(self)
 

@@ -46,7 +46,9 @@ def create_backbone(
         # timm loads the file we found (cached or downloaded): it drops the classifier and adapts
         # the first convolution to in_chans, and makes no network call of its own
         kwargs["pretrained_cfg_overlay"] = {"file": pretrained_file(name)}
-    model = timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs)
+    model = timm.create_model(
+        name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs
+    )
     if weights:
         load_weights(model, weights, prefix=weights_prefix)
     return model

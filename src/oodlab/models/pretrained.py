@@ -41,7 +41,11 @@ class MissingWeightsError(OodlabError, FileNotFoundError):
 def hub_offline() -> bool:
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
@@ -68,7 +72,9 @@ def pretrained_file(name: str) -> str:
 
     cfg = get_pretrained_cfg(name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-        raise ConfigError("model.pretrained", True, f"false: timm publishes no pretrained weights for {name}")
+        raise ConfigError(
+            "model.pretrained", True, f"false: timm publishes no pretrained weights for {name}"
+        )
     if cfg.file:
         return str(cfg.file)
     if cfg.hf_hub_id:
@@ -80,11 +86,16 @@ def pretrained_file(name: str) -> str:
             if isinstance(cached, str):
                 return cached
         if hub_offline():
-            raise MissingWeightsError(name, f"offline (HF_HUB_OFFLINE=1) and {cfg.hf_hub_id} is not in the cache")
+            raise MissingWeightsError(
+                name, f"offline (HF_HUB_OFFLINE=1) and {cfg.hf_hub_id} is not in the cache"
+            )
         from huggingface_hub import constants
 
         if not reachable(constants.ENDPOINT):
-            raise MissingWeightsError(name, f"{cfg.hf_hub_id} is not in the cache and {constants.ENDPOINT} cannot be reached")
+            raise MissingWeightsError(
+                name,
+                f"{cfg.hf_hub_id} is not in the cache and {constants.ENDPOINT} cannot be reached",
+            )
         errors = []
         for filename in files:
             try:
@@ -96,15 +107,21 @@ def pretrained_file(name: str) -> str:
     if cached_url.is_file():
         return str(cached_url)
     if hub_offline() or not reachable(cfg.url):
-        raise MissingWeightsError(name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})")
+        raise MissingWeightsError(
+            name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})"
+        )
     try:
         torch.hub.download_url_to_file(cfg.url, str(cached_url), progress=False)
     except Exception as exc:
-        raise MissingWeightsError(name, f"downloading {cfg.url} failed ({type(exc).__name__})") from None
+        raise MissingWeightsError(
+            name, f"downloading {cfg.url} failed ({type(exc).__name__})"
+        ) from None
     return str(cached_url)
 
 
-def read_state_dict(path: str | Path, prefix: str | None = None, key: str = "model.weights") -> dict[str, Tensor]:
+def read_state_dict(
+    path: str | Path, prefix: str | None = None, key: str = "model.weights"
+) -> dict[str, Tensor]:
     """Tensors of a ``.safetensors`` or torch file (``{"state_dict": ...}`` and ``{"model": ...}``
     wrappers unwrapped), with ``prefix`` removed from the keys that start with it."""
     path = Path(path).expanduser()
@@ -118,7 +135,9 @@ def read_state_dict(path: str | Path, prefix: str | None = None, key: str = "mod
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(key, str(path), f"a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(
+            key, str(path), f"a readable weights file ({type(exc).__name__}: {exc})"
+        ) from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -129,7 +148,9 @@ def read_state_dict(path: str | Path, prefix: str | None = None, key: str = "mod
     return dict(state)
 
 
-def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None, key: str = "model.weights") -> None:
+def load_weights(
+    model: nn.Module, path: str | Path, prefix: str | None = None, key: str = "model.weights"
+) -> None:
     """Load a model's weights from a local file; keys the model lacks (an old classifier) are
     dropped, and every key of the model must be found with its shape. ``key`` names the
     config key in errors."""
@@ -138,12 +159,27 @@ def load_weights(model: nn.Module, path: str | Path, prefix: str | None = None, 
     missing = [k for k in own if k not in state]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
-        problem = f"{len(missing)} of the model's {len(own)} tensors missing (e.g. {missing[:3]})" if missing else ""
+        problem = (
+            f"{len(missing)} of the model's {len(own)} tensors missing (e.g. {missing[:3]})"
+            if missing
+            else ""
+        )
         if wrong:
             k = wrong[0]
-            problem += ("; " if problem else "") + f"{k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}"
-        hint = f" (strip a key prefix with {key}_prefix, e.g. {next(iter(state), '')!r})" if missing else ""
+            problem += (
+                "; " if problem else ""
+            ) + f"{k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}"
+        hint = (
+            f" (strip a key prefix with {key}_prefix, e.g. {next(iter(state), '')!r})"
+            if missing
+            else ""
+        )
         raise ConfigError(key, str(path), f"weights of this model: {problem}{hint}")
     dropped = [k for k in state if k not in own]
     model.load_state_dict({k: state[k] for k in own})
-    log.info("loaded %d tensors from %s%s", len(own), path, f"; ignored {len(dropped)} (e.g. {dropped[:2]})" if dropped else "")
+    log.info(
+        "loaded %d tensors from %s%s",
+        len(own),
+        path,
+        f"; ignored {len(dropped)} (e.g. {dropped[:2]})" if dropped else "",
+    )

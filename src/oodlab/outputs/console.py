@@ -31,7 +31,12 @@ def make_console(stream: TextIO | None = None) -> Console:
     stream = stream or sys.stdout
     if stream.isatty():
         return Console(file=stream)
-    return Console(file=stream, width=int(os.environ.get("COLUMNS", LOG_WIDTH)), color_system=None, soft_wrap=False)
+    return Console(
+        file=stream,
+        width=int(os.environ.get("COLUMNS", LOG_WIDTH)),
+        color_system=None,
+        soft_wrap=False,
+    )
 
 
 def _pct(value: Any) -> str:
@@ -51,11 +56,25 @@ def results_table(record: RunRecord, title: str | None = None) -> Table:
         f"{run.dataset or '?'} | {run.backbone or '?'} | loss={run.loss or '?'} {run.loss_params} | seed={run.seed}"
     )
     table = Table(title=title, caption=caption(record), show_lines=False)
-    for col in ("score", "OOD set", "n", "FPR95↓", "AUROC↑", "AUPR-In↑", "AUPR-Out↑", "setting (val)"):
-        table.add_column(col, justify="left" if col in ("score", "OOD set", "setting (val)") else "right")
+    for col in (
+        "score",
+        "OOD set",
+        "n",
+        "FPR95↓",
+        "AUROC↑",
+        "AUPR-In↑",
+        "AUPR-Out↑",
+        "setting (val)",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("score", "OOD set", "setting (val)") else "right"
+        )
     for score, per_set in record.ood.items():
         choice = record.scores.get(score)
-        setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (choice.chosen if choice else {}).items())
+        setting = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (choice.chosen if choice else {}).items()
+        )
         names = list(per_set)
         for i, (set_name, m) in enumerate(per_set.items()):
             table.add_row(
@@ -75,13 +94,20 @@ def results_table(record: RunRecord, title: str | None = None) -> Table:
 
 def caption(record: RunRecord) -> str:
     id_part, cal = record.id or {}, record.calibration
-    lines = [f"ID test: acc {_pct(id_part.get('acc'))}%, n={id_part.get('n', '?')}. Metrics in %; FPR95 lower is better."]
+    lines = [
+        f"ID test: acc {_pct(id_part.get('acc'))}%, n={id_part.get('n', '?')}. Metrics in %; FPR95 lower is better."
+    ]
     ece = f"ECE {_pct(id_part.get('ece'))}% (raw logits)"
     if cal:
         ece += f", {_pct(cal['ece_after'])}% after temperature scaling (T={cal['temperature']:.3g}, fitted on ID val)"
     lines.append(ece)
     # the note explains a high raw ECE only: at least 10% and more than twice the scaled one
-    if record.run.loss == "logitnorm" and cal and cal["ece_before"] >= 0.1 and cal["ece_before"] > 2 * cal["ece_after"]:
+    if (
+        record.run.loss == "logitnorm"
+        and cal
+        and cal["ece_before"] >= 0.1
+        and cal["ece_before"] > 2 * cal["ece_after"]
+    ):
         lines.append(LOGITNORM_ECE_NOTE)
     return "\n".join(lines)
 

@@ -48,12 +48,16 @@ def define_run_metrics(run: Any, monitored: Iterable[str]) -> None:
     run.define_metric(TEST_METRICS_GLOB, summary="last")
 
 
-def run_config(loss: str, loss_params: Mapping[str, Any], dataset: str, backbone: str) -> dict[str, Any]:
+def run_config(
+    loss: str, loss_params: Mapping[str, Any], dataset: str, backbone: str
+) -> dict[str, Any]:
     """Flat config keys for grouping and filtering runs in the W&B UI (``tau`` among them)."""
     return {"loss": loss, "dataset": dataset, "backbone": backbone, **loss_params}
 
 
-def log_record(loggers: Sequence[Any], record: RunRecord, run_dir: str | Path, artifacts: bool = True) -> None:
+def log_record(
+    loggers: Sequence[Any], record: RunRecord, run_dir: str | Path, artifacts: bool = True
+) -> None:
     """The final record to every logger: its test metrics, and results.json itself.
 
     W&B gets results.json (and Lightning's checkpoint, through ``log_model``) as artifacts
@@ -65,7 +69,12 @@ def log_record(loggers: Sequence[Any], record: RunRecord, run_dir: str | Path, a
     for logger in loggers:
         logger.log_metrics(metrics)
         which = kind(logger)
-        if which == "wandb" and artifacts and not getattr(logger, "_offline", True) and results.exists():
+        if (
+            which == "wandb"
+            and artifacts
+            and not getattr(logger, "_offline", True)
+            and results.exists()
+        ):
             import wandb
 
             artifact = wandb.Artifact(f"results-{logger.experiment.id}", type="results")

@@ -56,11 +56,24 @@ def plot_score_histograms(
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         ids = np.asarray(id_scores[name], dtype=np.float64)
-        everything = np.concatenate([ids, *[np.asarray(v, dtype=np.float64) for v in ood_scores[name].values()]])
+        everything = np.concatenate(
+            [ids, *[np.asarray(v, dtype=np.float64) for v in ood_scores[name].values()]]
+        )
         finite = everything[np.isfinite(everything)]
-        edges = np.histogram_bin_edges(finite, bins=bins) if finite.size else np.linspace(0, 1, bins + 1)
+        edges = (
+            np.histogram_bin_edges(finite, bins=bins)
+            if finite.size
+            else np.linspace(0, 1, bins + 1)
+        )
         # precomputed histograms drawn as steps: one artist per set instead of one patch per bin
-        ax.stairs(np.histogram(ids, edges, density=True)[0], edges, fill=True, alpha=0.55, label="ID test", color="tab:blue")
+        ax.stairs(
+            np.histogram(ids, edges, density=True)[0],
+            edges,
+            fill=True,
+            alpha=0.55,
+            label="ID test",
+            color="tab:blue",
+        )
         for set_name, values in ood_scores[name].items():
             density = np.histogram(np.asarray(values, dtype=np.float64), edges, density=True)[0]
             ax.stairs(density, edges, lw=1.3, label=set_name)

@@ -69,7 +69,10 @@ class RunInfo:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunInfo:
         known = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in data.items() if k in known}, extra={k: v for k, v in data.items() if k not in known})
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            extra={k: v for k, v in data.items() if k not in known},
+        )
 
 
 @dataclass
@@ -123,7 +126,9 @@ class RunRecord:
             ood=dict(data.get("ood") or {}),
             logit_norm=data.get("logit_norm"),
             val=data.get("val"),
-            scores={name: Choice.from_json(name, c) for name, c in (data.get("scores") or {}).items()},
+            scores={
+                name: Choice.from_json(name, c) for name, c in (data.get("scores") or {}).items()
+            },
             calibration=data.get("calibration"),
             warnings=list(data.get("warnings") or []),
             error=data.get("error"),
@@ -178,7 +183,13 @@ def build_record(
     traceback: str | None = None,
 ) -> RunRecord:
     """The record of a run: the same function for training, evaluation and failures."""
-    record = RunRecord(run=run, status=status, error=error, traceback=traceback, val=dict(val) if val is not None else None)
+    record = RunRecord(
+        run=run,
+        status=status,
+        error=error,
+        traceback=traceback,
+        val=dict(val) if val is not None else None,
+    )
     if evaluation is not None:
         record.id = dict(evaluation.id)
         record.ood = evaluation.ood

@@ -26,7 +26,16 @@ from oodlab.outputs.record import HOW_A_JOB_RAN, RESULTS_FILE, RunRecord
 #: backbone via their group choices) or that only move files and loggers around or say how a
 #: job was run (resumed, verbose)
 COVERED_GROUP_CHOICES = frozenset({"loss", "data", "model", "arm"})
-IGNORED_OVERRIDE_ROOTS = HOW_A_JOB_RAN | {"seed", "loss", "hydra", "paths", "logger", "callbacks", "hparams_search", "sweep"}
+IGNORED_OVERRIDE_ROOTS = HOW_A_JOB_RAN | {
+    "seed",
+    "loss",
+    "hydra",
+    "paths",
+    "logger",
+    "callbacks",
+    "hparams_search",
+    "sweep",
+}
 SETTING_RUN_FIELDS = ("loss", "dataset", "backbone")
 LOSS_PARAM_PREFIX = "loss."
 #: a key a setting lacks (CE has no tau); shown as "-"

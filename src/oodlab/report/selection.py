@@ -26,7 +26,9 @@ def validation_means(sweep: Sweep) -> pd.DataFrame:
     per_seed = ok.groupby(["setting", "seed"], sort=False)[OBJECTIVE].mean()
     grouped = per_seed.groupby(level="setting", sort=False)
     frame = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
-    frame.insert(0, "loss", ok.drop_duplicates("setting").set_index("setting").loc[frame.index, "loss"])
+    frame.insert(
+        0, "loss", ok.drop_duplicates("setting").set_index("setting").loc[frame.index, "loss"]
+    )
     return frame
 
 
@@ -37,7 +39,11 @@ def chosen_settings(sweep: Sweep) -> dict[str, str]:
     chosen: dict[str, str] = {}
     for loss in dict.fromkeys(sweep.ok["loss"]):
         settings = list(dict.fromkeys(sweep.ok.loc[sweep.ok["loss"] == loss, "setting"]))
-        scored = [(means.at[s, "mean"], i, s) for i, s in enumerate(settings) if s in means.index and not math.isnan(means.at[s, "mean"])]
+        scored = [
+            (means.at[s, "mean"], i, s)
+            for i, s in enumerate(settings)
+            if s in means.index and not math.isnan(means.at[s, "mean"])
+        ]
         chosen[loss] = min(scored)[2] if scored else settings[0]
     return chosen
 

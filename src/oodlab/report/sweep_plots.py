@@ -271,7 +271,9 @@ def _tau_runs(sweep: Sweep) -> dict[str, list[str]]:
     runs = ok[ok[TAU_KEY].notna()]
     if runs.empty:
         raise NothingToPlotError("no run in this sweep has a tau (loss.tau).")
-    return {setting: list(group["run_dir"]) for setting, group in runs.groupby("setting", sort=False)}
+    return {
+        setting: list(group["run_dir"]) for setting, group in runs.groupby("setting", sort=False)
+    }
 
 
 def _curve(sweep: Sweep, run_dirs: Sequence[str], key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -280,7 +282,9 @@ def _curve(sweep: Sweep, run_dirs: Sequence[str], key: str) -> tuple[np.ndarray,
     if not curves:
         return None
     length = min(len(c[key]) for c in curves)
-    values = np.array([[np.nan if v is None else v for v in c[key][:length]] for c in curves], dtype=float)
+    values = np.array(
+        [[np.nan if v is None else v for v in c[key][:length]] for c in curves], dtype=float
+    )
     return np.asarray(curves[0]["epoch"][:length]), values
 
 
@@ -291,7 +295,10 @@ def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
     tau ~ 0.1 the bound holds the loss up, whatever the network does."""
     fig = Figure(figsize=(10, 3.8), dpi=120, layout="constrained")
     axes = fig.subplots(1, 2)
-    taus = sorted(_tau_runs(sweep).items(), key=lambda item: float(sweep.runs.loc[sweep.runs["setting"] == item[0], TAU_KEY].iloc[0]))
+    taus = sorted(
+        _tau_runs(sweep).items(),
+        key=lambda item: float(sweep.runs.loc[sweep.runs["setting"] == item[0], TAU_KEY].iloc[0]),
+    )
     points, classes = [], None
     for index, (setting, run_dirs) in enumerate(taus):
         curve = _curve(sweep, run_dirs, "train_loss")
@@ -300,10 +307,19 @@ def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
             continue
         tau = float(sweep.runs.loc[sweep.runs["setting"] == setting, TAU_KEY].iloc[0])
         epochs, values = curve
-        axes[0].plot(epochs, np.nanmean(values, axis=0), marker="o", ms=3, color=f"C{index % 10}", label=f"tau={tau:g}")
+        axes[0].plot(
+            epochs,
+            np.nanmean(values, axis=0),
+            marker="o",
+            ms=3,
+            color=f"C{index % 10}",
+            label=f"tau={tau:g}",
+        )
         points.append((tau, float(np.nanmean(values[:, -1])), float(np.nanstd(values[:, -1]))))
     if not points or not classes:
-        raise NothingToPlotError("no tau run recorded its training loss (logit_norm.train_loss) and class count.")
+        raise NothingToPlotError(
+            "no tau run recorded its training loss (logit_norm.train_loss) and class count."
+        )
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("LogitNorm training loss")
     axes[0].set_title("(a) training loss per epoch")
@@ -311,8 +327,23 @@ def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
     axes[0].legend(fontsize=7)
     tau, loss, spread = (np.array(v) for v in zip(*points))
     grid = np.geomspace(min(tau.min(), 0.005) / 1.5, max(tau.max(), 1.0), 200)
-    axes[1].plot(grid, [logitnorm_bound(t, int(classes)) for t in grid], "k--", lw=1, label=f"bound log(1+(K-1)e^(-2/tau)), K={classes}")
-    axes[1].errorbar(tau, loss, yerr=spread, marker="o", ms=4, capsize=3, color="C1", label="last-epoch training loss")
+    axes[1].plot(
+        grid,
+        [logitnorm_bound(t, int(classes)) for t in grid],
+        "k--",
+        lw=1,
+        label=f"bound log(1+(K-1)e^(-2/tau)), K={classes}",
+    )
+    axes[1].errorbar(
+        tau,
+        loss,
+        yerr=spread,
+        marker="o",
+        ms=4,
+        capsize=3,
+        color="C1",
+        label="last-epoch training loss",
+    )
     axes[1].set_xscale("log")
     axes[1].xaxis.set_major_formatter(PLAIN_NUMBER)
     axes[1].set_xlabel("tau")
@@ -332,7 +363,10 @@ def plot_tau_selection(sweep: Sweep, table: SweepTable, path: str | Path | None 
         raise NothingToPlotError("tau was not swept in these runs: no tau search to show.")
     means = validation_means(sweep)
     chosen = chosen_settings(sweep)
-    panels = [("validation FPR95 (the objective)", None), ("test mean FPR95, real-image sets", ("mean", "fpr95"))]
+    panels = [
+        ("validation FPR95 (the objective)", None),
+        ("test mean FPR95, real-image sets", ("mean", "fpr95")),
+    ]
     if ("mean_noise", "fpr95") in table.columns:
         panels.append(("test mean FPR95, noise sets", ("mean_noise", "fpr95")))
     fig = Figure(figsize=(4.2 * len(panels), 3.6), dpi=120, layout="constrained")
@@ -354,9 +388,24 @@ def plot_tau_selection(sweep: Sweep, table: SweepTable, path: str | Path | None 
                     ax.axhline(level, color=color, ls="--", label=f"{loss} (no tau)")
                 continue
             order = np.argsort(x)
-            ax.errorbar(x[order], y[order], yerr=err[order], marker="o", ms=4, capsize=3, color=color, label=loss)
+            ax.errorbar(
+                x[order],
+                y[order],
+                yerr=err[order],
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=color,
+                label=loss,
+            )
             if loss in chosen and chosen[loss] in rows:
-                ax.axvline(float(tau.loc[chosen[loss]]), color=color, ls=":", lw=1.2, label=f"chosen tau={float(tau.loc[chosen[loss]]):g}")
+                ax.axvline(
+                    float(tau.loc[chosen[loss]]),
+                    color=color,
+                    ls=":",
+                    lw=1.2,
+                    label=f"chosen tau={float(tau.loc[chosen[loss]]):g}",
+                )
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(PLAIN_NUMBER)
         ax.set_xlabel("tau")

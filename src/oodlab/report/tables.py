@@ -133,7 +133,9 @@ def summary_table(
     )
 
 
-def mark_best(mean: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+def mark_best(
+    mean: pd.DataFrame, columns: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], set[str]]:
     """Per column, the settings holding its best mean (lowest FPR95 and ECE, highest otherwise).
     A column where every row ties says nothing: nothing is marked."""
     best: dict[tuple[str, str], set[str]] = {}

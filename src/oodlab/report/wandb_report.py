@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from oodlab.report.tables import SweepTable
 
+
 def wandb_table(frame: pd.DataFrame) -> Any:
     import wandb
 

@@ -11,4 +11,12 @@ def create_score(name: str, **hparams) -> Score:
     return SCORES.get(name)(**hparams)
 
 
-__all__ = ["SCORES", "HParam", "Outputs", "Score", "create_score", "grid_settings", "register_score"]
+__all__ = [
+    "SCORES",
+    "HParam",
+    "Outputs",
+    "Score",
+    "create_score",
+    "grid_settings",
+    "register_score",
+]

@@ -70,10 +70,14 @@ class Score:
         unknown = set(hparams) - set(self.spec)
         if unknown:
             raise ConfigError(
-                f"eval.params.{self.name}", hparams, f"a mapping with keys among {sorted(self.spec) or 'none'}"
+                f"eval.params.{self.name}",
+                hparams,
+                f"a mapping with keys among {sorted(self.spec) or 'none'}",
             )
         values = {k: p.default for k, p in self.spec.items()} | dict(hparams)
-        self._hparams = {k: self.spec[k].check(f"eval.params.{self.name}.{k}", v) for k, v in values.items()}
+        self._hparams = {
+            k: self.spec[k].check(f"eval.params.{self.name}.{k}", v) for k, v in values.items()
+        }
 
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
@@ -124,6 +128,9 @@ def run_head(head: nn.Module, features: Tensor, batch_size: int = 4096) -> Tenso
     device = next(head.parameters(), torch.empty(0)).device
     was_training = head.training
     head.eval()
-    logits = [head(features[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(features), batch_size)]
+    logits = [
+        head(features[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, len(features), batch_size)
+    ]
     head.train(was_training)
     return torch.cat(logits) if logits else features.new_zeros(0, getattr(head, "num_classes", 0))

@@ -22,7 +22,9 @@ from oodlab.scores.base import (
 
 def _train_outputs(score: Score, train: Outputs | None) -> Outputs:
     if train is None or len(train.features) == 0:
-        raise ValueError(f"score {score.name!r} fits statistics on the ID training split, but none was given")
+        raise ValueError(
+            f"score {score.name!r} fits statistics on the ID training split, but none was given"
+        )
     return train
 
 
@@ -41,7 +43,9 @@ class ReAct(Score):
     needs_train = True
     needs_features = True
     needs_head = True
-    spec: ClassVar[dict[str, HParam]] = {"percentile": HParam(90.0, (85.0, 90.0, 95.0, 99.0), percentile)}
+    spec: ClassVar[dict[str, HParam]] = {
+        "percentile": HParam(90.0, (85.0, 90.0, 95.0, 99.0), percentile)
+    }
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         train = _train_outputs(self, train)
@@ -119,7 +123,11 @@ class KNN(Score):
         train = _train_outputs(self, train)
         k = self._hparams["k"]
         if k > len(train.features):
-            raise ConfigError(f"eval.params.{self.name}.k", k, f"at most the {len(train.features)} training samples")
+            raise ConfigError(
+                f"eval.params.{self.name}.k",
+                k,
+                f"at most the {len(train.features)} training samples",
+            )
         # The search runs where the model runs (a GPU makes a 50k-image bank cheap), in float64:
         # 2 - 2 cos cancels badly near 0, and float32 matmuls may run as TF32 on a GPU.
         device = next(model.parameters(), torch.empty(0)).device
@@ -129,7 +137,9 @@ class KNN(Score):
         k = self._hparams["k"]
         kth = []
         for i in range(0, len(outputs.features), self.chunk_rows):
-            query = normalize_rows(outputs.features[i : i + self.chunk_rows].double().to(self.bank.device))
+            query = normalize_rows(
+                outputs.features[i : i + self.chunk_rows].double().to(self.bank.device)
+            )
             kth.append((query @ self.bank.T).topk(k, dim=1).values[:, -1].cpu())
         if not kth:
             return outputs.features.new_zeros(0)

@@ -89,7 +89,9 @@ def linear_layer(head: nn.Module) -> nn.Linear | None:
 def gradnorm_parameters(head: nn.Module) -> dict[str, Tensor]:
     """The head parameters GradNorm differentiates: every one but the biases (the paper and
     official code use the last layer's weight matrix alone)."""
-    return {k: v.detach() for k, v in head.named_parameters() if not k.split(".")[-1].startswith("bias")}
+    return {
+        k: v.detach() for k, v in head.named_parameters() if not k.split(".")[-1].startswith("bias")
+    }
 
 
 @register_score
@@ -129,13 +131,17 @@ class GradNorm(Score):
         logits = outputs.logits.double()
         p = (logits / t).softmax(dim=1)
         k = logits.shape[1]
-        return ((p - 1.0 / k).abs().sum(dim=1) * outputs.features.double().abs().sum(dim=1) / t).float()
+        return (
+            (p - 1.0 / k).abs().sum(dim=1) * outputs.features.double().abs().sum(dim=1) / t
+        ).float()
 
     def _autograd(self, features: Tensor, t: float) -> Tensor:
         return per_sample_gradnorm(self.head, features, t, self.chunk_size)
 
 
-def per_sample_gradnorm(head: nn.Module, features: Tensor, temperature: float, chunk_size: int = 256) -> Tensor:
+def per_sample_gradnorm(
+    head: nn.Module, features: Tensor, temperature: float, chunk_size: int = 256
+) -> Tensor:
     """``sum |dKL(u || softmax(head(h)/T))/dtheta|`` for each row ``h``, by autograd (torch.func)."""
     params = gradnorm_parameters(head)
     device = next(iter(params.values())).device

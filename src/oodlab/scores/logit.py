@@ -50,7 +50,9 @@ class Energy(Score):
 
     name = "energy"
     paper = "Liu et al., NeurIPS 2020"
-    spec: ClassVar[dict[str, HParam]] = {"temperature": HParam(1.0, (1.0, 2.0, 5.0, 10.0), positive_float)}
+    spec: ClassVar[dict[str, HParam]] = {
+        "temperature": HParam(1.0, (1.0, 2.0, 5.0, 10.0), positive_float)
+    }
 
     def score(self, outputs: Outputs) -> Tensor:
         t = self._hparams["temperature"]
