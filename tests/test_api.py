@@ -128,7 +128,7 @@ def test_timm_models_give_pooled_pre_logits():
 def test_a_named_head_and_a_bad_name():
     model = tiny_cnn()
     assert ScoringModel(model, head="4").head is model[4]
-    with pytest.raises(oodlab._infra.errors.ConfigError, match="head"):
+    with pytest.raises(oodlab.errors.ConfigError, match="head"):
         ScoringModel(model, head="classifier")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from oodlab._infra.errors import ConfigError, NonFiniteLossError, UnknownNameError
 from oodlab.cli import guarded, train
+from oodlab.errors import ConfigError, NonFiniteLossError, UnknownNameError
 
 
 @pytest.mark.slow
@@ -41,7 +41,7 @@ def test_tau_error_in_process(compose_cfg, tau, monkeypatch):
 
 
 def test_ckpt_path_last_without_a_run_says_where_it_looked(compose_cfg, tmp_path):
-    from oodlab._infra.errors import MissingFileError
+    from oodlab.errors import MissingFileError
 
     cfg = compose_cfg(["debug=fast", "ckpt_path=last", f"hydra.run.dir={tmp_path}"])
     with pytest.raises(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from oodlab._infra.errors import OodlabError
+from oodlab.errors import OodlabError
 from oodlab.metrics import (
     calibration_report,
     expected_calibration_error,

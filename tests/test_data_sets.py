@@ -18,12 +18,12 @@ import torchvision.datasets.cifar
 import torchvision.datasets.svhn
 from PIL import Image
 
-from oodlab._infra.errors import ConfigError, MissingDataError, UnknownNameError
 from oodlab.data import archive_sets
 from oodlab.data.archive_sets import mnist5k_ood_set, odin_ood_set, openood_ood_set
 from oodlab.data.downloads import Archive
 from oodlab.data.imaging import CorruptDataError, fit_tensor, match_channels, sample_indices
 from oodlab.data.torchvision_sets import load_torchvision_id, torchvision_ood_set
+from oodlab.errors import ConfigError, MissingDataError, UnknownNameError
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import timm
 import torch
 import torchvision
 
-from oodlab._infra.errors import ConfigError
 from oodlab.cli import train
+from oodlab.errors import ConfigError
 from oodlab.models import create_backbone
 from oodlab.models.pretrained import MissingWeightsError, pretrained_file
 from oodlab.outputs import loggers as run_loggers

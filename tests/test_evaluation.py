@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodlab._infra.distributed import batch_shard
-from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab.api import evaluate
 from oodlab.data.augment import Normalize
 from oodlab.data.types import ImageTensors
+from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.evaluation.selection import ScorePlan, choose, search_space
 from oodlab.losses import CrossEntropyHead
 from oodlab.metrics import calibration_report, ood_metrics

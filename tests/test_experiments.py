@@ -11,7 +11,7 @@ import pytest
 from hydra.utils import get_method, instantiate
 from omegaconf import OmegaConf
 
-from oodlab._infra.errors import ConfigError, MissingDataError, find_user_error
+from oodlab.errors import ConfigError, MissingDataError, find_user_error
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

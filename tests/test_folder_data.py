@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from oodlab._infra.errors import ConfigError, MissingDataError
 from oodlab.data import folder as folder_module
 from oodlab.data.folder import folder_ood_set, load_image_folder
 from oodlab.data.imaging import CorruptDataError
+from oodlab.errors import ConfigError, MissingDataError
 
 CLASSES = ("cat", "dog", "eel")
 

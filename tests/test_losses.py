@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.autograd import gradcheck
 
-from oodlab._infra.errors import ConfigError, find_user_error
+from oodlab.errors import ConfigError, find_user_error
 from oodlab.losses import (
     LOSSES,
     CrossEntropyHead,

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from oodlab._infra.errors import OodlabError
+from oodlab.errors import OodlabError
 from oodlab.metrics import OODMetrics, ood_metrics
 
 KEYS = {

@@ -7,7 +7,7 @@ import timm
 import torch
 
 import oodlab.models
-from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.models import create_backbone
 
 CIFAR_MODELS = ["wrn40_2", "densenet_bc100", "resnet18_cifar", "resnet34_cifar"]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_sweeps import wandb_records
 
-from oodlab._infra.errors import MissingFileError, UnknownNameError
+from oodlab.errors import MissingFileError, UnknownNameError
 from oodlab.outputs.scores_file import save_scores
 from oodlab.report import (
     load_sweep,

@@ -12,7 +12,7 @@ from sklearn.covariance import EmpiricalCovariance
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
-from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.losses import CrossEntropyHead, DisMaxHead, IsoMaxHead, IsoMaxPlusHead, LogitNormHead
 from oodlab.models.classifier import OODClassifier
 from oodlab.scores import SCORES, Outputs, create_score

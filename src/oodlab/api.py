@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from oodlab._infra.distributed import world
-from oodlab._infra.errors import ConfigError
 from oodlab.data.augment import Normalize
+from oodlab.errors import ConfigError
 from oodlab.evaluation.engine import Inference, run_evaluation
 from oodlab.evaluation.inputs import as_eval_set
 from oodlab.evaluation.model import as_scoring_model

@@ -8,21 +8,13 @@ from typing import Any
 
 import torch
 
-from oodlab._infra.errors import OodlabError, find_user_error
+from oodlab.errors import CheckpointError, find_user_error
 from oodlab.task import OODClassificationTask
 
 HOW_TO_GET = (
     "Training saves one in its run directory: python src/train.py, then "
     "ckpt_path=<run dir>/checkpoints/last.ckpt."
 )
-
-
-class CheckpointError(OodlabError, FileNotFoundError):
-    """A checkpoint that is missing or cannot be loaded. The message names the path."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        super().__init__(f"Checkpoint {self.path!r} {problem}")
 
 
 @dataclass

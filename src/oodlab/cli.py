@@ -19,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from oodlab._infra.errors import find_user_error
+from oodlab.errors import find_user_error
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], float]:

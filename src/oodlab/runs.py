@@ -18,7 +18,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from oodlab._infra import early_wandb
-from oodlab._infra.errors import ConfigError, MissingFileError
 from oodlab._infra.instantiate import instantiate
 from oodlab._infra.validate import number
 from oodlab.api import evaluate
@@ -26,6 +25,7 @@ from oodlab.callbacks import OODMonitor, Preemption, RunState
 from oodlab.callbacks.checkpoint_io import AtomicCheckpointIO
 from oodlab.cli import requeued, sweep_group
 from oodlab.data.datamodule import OODDataModule
+from oodlab.errors import ConfigError, MissingFileError
 from oodlab.evaluation.selection import plan_scores
 from oodlab.losses import build_loss_head
 from oodlab.outputs import loggers as run_loggers
@@ -488,7 +488,7 @@ def plain_model(cfg: DictConfig, dm: OODDataModule) -> torch.nn.Module:
     channels, with the state dict of ``weights`` (keys may carry ``weights_prefix``)."""
     import timm
 
-    from oodlab._infra.errors import UnknownNameError
+    from oodlab.errors import UnknownNameError
     from oodlab.models.pretrained import load_weights
 
     assert dm.data is not None

@@ -19,9 +19,9 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from oodlab._infra.errors import NonFiniteLossError
 from oodlab._infra.instantiate import instantiate
 from oodlab.data.augment import BatchAugment, Normalize
+from oodlab.errors import NonFiniteLossError
 from oodlab.losses import LossHead, build_loss_head
 from oodlab.models import OODClassifier, create_backbone
 

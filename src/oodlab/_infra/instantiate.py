@@ -12,7 +12,7 @@ from typing import Any
 import hydra.utils
 from hydra.errors import InstantiationException
 
-from oodlab._infra.errors import find_user_error
+from oodlab.errors import find_user_error
 
 
 def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:

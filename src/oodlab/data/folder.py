@@ -22,12 +22,12 @@ from torchvision.datasets.folder import (
     make_dataset,
 )
 
-from oodlab._infra.errors import ConfigError, MissingDataError
 from oodlab.data.cache import cached_tensors
 from oodlab.data.downloads import extract_once
 from oodlab.data.imaging import decode_files, sample_indices
 from oodlab.data.splits import assemble, carve
 from oodlab.data.types import ImageTensors, SplitData
+from oodlab.errors import ConfigError, MissingDataError
 
 log = logging.getLogger(__name__)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")

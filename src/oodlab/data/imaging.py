@@ -19,14 +19,10 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from oodlab._infra.errors import ConfigError, OodlabError
+from oodlab.errors import ConfigError, CorruptDataError
 
 Shape = Sequence[int]
 FIT_MODES = ("resize_crop", "resize", "center_crop")
-
-
-class CorruptDataError(OodlabError, ValueError):
-    """A file that exists but cannot be used: an unreadable image or a checksum mismatch."""
 
 
 def _check_fit(fit: str) -> None:

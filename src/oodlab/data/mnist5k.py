@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from oodlab._infra.errors import ConfigError, MissingDataError
 from oodlab.data.cache import cached_tensors
 from oodlab.data.types import ImageTensors, SplitData
+from oodlab.errors import ConfigError, MissingDataError
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)

@@ -15,8 +15,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab.data.types import ImageTensors
+from oodlab.errors import ConfigError, UnknownNameError
 
 Shape = Sequence[int]
 

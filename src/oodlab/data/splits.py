@@ -11,8 +11,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from oodlab._infra.errors import ConfigError
 from oodlab.data.types import ImageTensors, SplitData
+from oodlab.errors import ConfigError
 
 #: where the ID validation images come from (data.dataset.val_from)
 VAL_SOURCES = ("held_out", "train")

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torchvision import datasets as tvd
 
-from oodlab._infra.errors import ConfigError, UnknownNameError
 from oodlab.data.cache import cached_tensors
 from oodlab.data.downloads import open_torchvision
 from oodlab.data.imaging import decode_files, fit_tensor, sample_indices
 from oodlab.data.splits import assemble
 from oodlab.data.types import ImageTensors, SplitData
+from oodlab.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger(__name__)
 

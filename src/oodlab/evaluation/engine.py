@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from oodlab._infra.distributed import gather_rows
-from oodlab._infra.errors import ConfigError
+from oodlab.errors import ConfigError
 from oodlab.evaluation.inputs import EvalSet, my_batches
 from oodlab.evaluation.model import ScoringModel
 from oodlab.evaluation.selection import Choice, ScorePlan, choose

@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from oodlab._infra.distributed import batch_shard, world
-from oodlab._infra.errors import ConfigError
 from oodlab.data.loaders import TensorSet
+from oodlab.errors import ConfigError
 
 Batch = tuple[Tensor, Tensor]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
+from oodlab.errors import ConfigError
 
 HEAD_NAMES = ("fc", "classifier", "head")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from oodlab._infra.errors import ConfigError, UnknownNameError
+from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.evaluation.choice import Choice
 from oodlab.metrics import ood_metrics
 from oodlab.scores import SCORES, Score, grid_settings

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassCalibrationError
 
-from oodlab._infra.errors import OodlabError
+from oodlab.errors import CalibrationInputError
 
 __all__ = [
     "CalibrationInputError",
@@ -37,10 +37,6 @@ _LOG_T_BOUND = math.log(1000.0)
 # edges puts 1.0 past the last edge), so a saturated softmax would be scored in a 16th
 # bin. Capping probabilities here keeps it in the last of the 15 bins.
 _BELOW_ONE_F32 = 1.0 - 2.0**-24
-
-
-class CalibrationInputError(OodlabError, ValueError):
-    """Logits/targets that calibration metrics cannot use."""
 
 
 def _inputs(logits, targets, caller: str) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from oodlab._infra.errors import OodlabError
+from oodlab.errors import OodMetricsInputError
 
 __all__ = ["METRIC_KEYS", "OODMetrics", "OodMetricsInputError", "ood_metrics"]
 
@@ -42,11 +42,6 @@ METRIC_KEYS = (
 
 #: The recall level of FPR95.
 TPR_LEVEL_PERCENT = 95
-
-
-class OodMetricsInputError(OodlabError, ValueError):
-    """Scores that OOD metrics cannot be computed from (empty set, NaN, wrong shape)."""
-
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 

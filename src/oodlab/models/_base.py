@@ -11,8 +11,8 @@ from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
 from oodlab._infra.registry import Registry
+from oodlab.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 

@@ -7,7 +7,7 @@ from typing import Any
 import timm
 from torch import Tensor, nn
 
-from oodlab._infra.errors import UnknownNameError
+from oodlab.errors import UnknownNameError
 from oodlab.losses.base import LossHead
 from oodlab.models._base import BACKBONES
 from oodlab.models.pretrained import load_weights, pretrained_file

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
 from oodlab._infra.validate import in_range, positive_int
+from oodlab.errors import ConfigError
 from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["DenseNetCifar", "densenet_bc100"]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError, OodlabError
+from oodlab.errors import ConfigError, MissingWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,8 @@ log = logging.getLogger(__name__)
 HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
-class MissingWeightsError(OodlabError, FileNotFoundError):
-    """Pretrained weights that are neither cached nor downloadable now."""
-
-    def __init__(self, name: str, reason: str):
-        never_try = "" if hub_offline() else " Set HF_HUB_OFFLINE=1 to never try the network."
-        super().__init__(
-            f"Pretrained weights for {name!r} are not available: {reason}. Get them once on a machine "
-            "with network (they land in the Hugging Face cache, ~/.cache/huggingface, which HF_HOME "
-            "moves), copy that cache here, or pass a local file with model.weights=PATH "
-            f"(and model.pretrained=false).{never_try}"
-        )
+def _missing_weights(name: str, reason: str) -> MissingWeightsError:
+    return MissingWeightsError(name, reason, hub_offline=hub_offline())
 
 
 def hub_offline() -> bool:
@@ -86,13 +77,13 @@ def pretrained_file(name: str) -> str:
             if isinstance(cached, str):
                 return cached
         if hub_offline():
-            raise MissingWeightsError(
+            raise _missing_weights(
                 name, f"offline (HF_HUB_OFFLINE=1) and {cfg.hf_hub_id} is not in the cache"
             )
         from huggingface_hub import constants
 
         if not reachable(constants.ENDPOINT):
-            raise MissingWeightsError(
+            raise _missing_weights(
                 name,
                 f"{cfg.hf_hub_id} is not in the cache and {constants.ENDPOINT} cannot be reached",
             )
@@ -102,18 +93,18 @@ def pretrained_file(name: str) -> str:
                 return hf_hub_download(cfg.hf_hub_id, filename)
             except Exception as exc:  # no network, no such file, a proxy: try the next file
                 errors.append(f"{filename}: {type(exc).__name__}")
-        raise MissingWeightsError(name, f"downloading {cfg.hf_hub_id} failed ({'; '.join(errors)})")
+        raise _missing_weights(name, f"downloading {cfg.hf_hub_id} failed ({'; '.join(errors)})")
     cached_url = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
     if cached_url.is_file():
         return str(cached_url)
     if hub_offline() or not reachable(cfg.url):
-        raise MissingWeightsError(
+        raise _missing_weights(
             name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})"
         )
     try:
         torch.hub.download_url_to_file(cfg.url, str(cached_url), progress=False)
     except Exception as exc:
-        raise MissingWeightsError(
+        raise _missing_weights(
             name, f"downloading {cfg.url} failed ({type(exc).__name__})"
         ) from None
     return str(cached_url)

@@ -21,8 +21,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
 from oodlab._infra.validate import in_range, positive_int
+from oodlab.errors import ConfigError
 from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
 
 __all__ = ["WideResNet", "wrn40_2"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from oodlab._infra.errors import MissingFileError
 from oodlab._infra.io import atomic_write_bytes
+from oodlab.errors import MissingFileError
 
 SCORES_FILE = "scores.npz"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich_argparse import RichHelpFormatter
 
-from oodlab._infra.errors import ConfigError, OodlabError
+from oodlab.errors import ConfigError, OodlabError
 from oodlab.outputs.console import make_console
 from oodlab.report.collect import load_sweep, saved_config, sweep_group_name
 from oodlab.report.selection import chosen_settings, comparison_table

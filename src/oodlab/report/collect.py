@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from oodlab._infra.errors import MissingFileError
+from oodlab.errors import MissingResultsError
 from oodlab.outputs.record import HOW_A_JOB_RAN, RESULTS_FILE, RunRecord
 
 #: overrides already described by a run field (loss, loss.* via run.loss_params, dataset and
@@ -40,13 +40,6 @@ SETTING_RUN_FIELDS = ("loss", "dataset", "backbone")
 LOSS_PARAM_PREFIX = "loss."
 #: a key a setting lacks (CE has no tau); shown as "-"
 ABSENT = None
-
-
-class MissingResultsError(MissingFileError):
-    """A report directory that does not exist or holds no results.json."""
-
-    def __init__(self, message: str):
-        FileNotFoundError.__init__(self, message)
 
 
 @dataclass

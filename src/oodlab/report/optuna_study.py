@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oodlab._infra.errors import MissingFileError
+from oodlab.errors import MissingFileError
 
 if TYPE_CHECKING:
     import pandas as pd

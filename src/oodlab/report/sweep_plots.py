@@ -17,17 +17,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from oodlab._infra.errors import OodlabError, UnknownNameError
+from oodlab.errors import NothingToPlotError, OodlabError, UnknownNameError
 from oodlab.outputs.scores_file import SCORES_FILE, load_scores
 from oodlab.report.collect import Sweep
 from oodlab.report.tables import ID_COLUMN, METRIC_LABELS, SweepTable, key_label, value_label
 
 TAU_KEY = "loss.tau"
 PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:g}")
-
-
-class NothingToPlotError(OodlabError):
-    """A sweep that lacks what a plot needs (no swept tau, no saved scores)."""
 
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from oodlab._infra.errors import UnknownNameError
+from oodlab.errors import UnknownNameError
 from oodlab.report.collect import LOSS_PARAM_PREFIX, Sweep
 
 METRIC_LABELS = {

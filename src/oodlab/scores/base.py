@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
 from oodlab._infra.registry import Registry
 
 # Hyperparameter checks, (key, value) -> the value converted or ConfigError; the score modules
@@ -35,6 +34,7 @@ from oodlab._infra.registry import Registry
 from oodlab._infra.validate import non_negative as non_negative_float  # noqa: F401
 from oodlab._infra.validate import percentile, positive_int  # noqa: F401
 from oodlab._infra.validate import positive as positive_float  # noqa: F401
+from oodlab.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from oodlab._infra.errors import ConfigError
+from oodlab.errors import ConfigError
 from oodlab.scores.base import (
     HParam,
     Outputs,

@@ -1,13 +1,17 @@
-"""User-facing errors.
+"""Every error a user of oodlab may catch.
 
 An :class:`OodlabError` is a mistake the user can fix (a bad name, a bad value, missing
 data). The command-line entry points print its message alone, without a traceback.
+:class:`RunInterrupted` is the one exception that is not a mistake: a run stopped by a signal.
 """
 
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 
 class OodlabError(Exception):
@@ -79,3 +83,60 @@ def find_user_error(exc: BaseException) -> OodlabError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+class CorruptDataError(OodlabError, ValueError):
+    """A file that exists but cannot be used: an unreadable image or a checksum mismatch."""
+
+
+class CalibrationInputError(OodlabError, ValueError):
+    """Logits/targets that calibration metrics cannot use."""
+
+
+class OodMetricsInputError(OodlabError, ValueError):
+    """Scores that OOD metrics cannot be computed from (empty set, NaN, wrong shape)."""
+
+
+class CheckpointError(OodlabError, FileNotFoundError):
+    """A checkpoint that is missing or cannot be loaded. The message names the path."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        super().__init__(f"Checkpoint {self.path!r} {problem}")
+
+
+class MissingWeightsError(OodlabError, FileNotFoundError):
+    """Pretrained weights that are neither cached nor downloadable now."""
+
+    def __init__(self, name: str, reason: str, hub_offline: bool = False):
+        never_try = "" if hub_offline else " Set HF_HUB_OFFLINE=1 to never try the network."
+        super().__init__(
+            f"Pretrained weights for {name!r} are not available: {reason}. Get them once on a "
+            "machine with network (they land in the Hugging Face cache, ~/.cache/huggingface, "
+            "which HF_HOME moves), copy that cache here, or pass a local file with "
+            f"model.weights=PATH (and model.pretrained=false).{never_try}"
+        )
+
+
+class MissingResultsError(MissingFileError):
+    """A report directory that does not exist or holds no results.json."""
+
+    def __init__(self, message: str):
+        FileNotFoundError.__init__(self, message)
+
+
+class NothingToPlotError(OodlabError):
+    """A sweep that lacks what a plot needs (no swept tau, no saved scores)."""
+
+
+class RunInterrupted(Exception):
+    """Training stopped on a signal after saving ``checkpoint``. Not an :class:`OodlabError`:
+    the run is not wrong, it was stopped, and the entry point exits with 128 + the signal."""
+
+    def __init__(self, signum: int, checkpoint: Path, previous_handler: Any):
+        self.signum = signum
+        self.checkpoint = checkpoint
+        self.previous_handler = previous_handler
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}; checkpoint saved to {checkpoint}"
+        )
