@@ -15,13 +15,13 @@ from torch import nn
 
 from oodlab._infra.distributed import batch_shard
 from oodlab.api import evaluate
-from oodlab.data.augment import Normalize
 from oodlab.data.types import ImageTensors
 from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.evaluation.selection import ScorePlan, choose, search_space
 from oodlab.losses import CrossEntropyHead
 from oodlab.metrics import calibration_report, ood_metrics
 from oodlab.models.classifier import OODClassifier
+from oodlab.models.transforms import Normalize
 from oodlab.scores import SCORES, Outputs, Score
 
 

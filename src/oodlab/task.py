@@ -20,10 +20,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from oodlab._infra.instantiate import instantiate
-from oodlab.data.augment import BatchAugment, Normalize
 from oodlab.errors import NonFiniteLossError
 from oodlab.losses import LossHead, build_loss_head
 from oodlab.models import OODClassifier, create_backbone
+from oodlab.models.transforms import BatchAugment, Normalize
 
 
 class OODClassificationTask(L.LightningModule):
@@ -48,7 +48,7 @@ class OODClassificationTask(L.LightningModule):
         input_size: list[int] | None = None,
     ) -> None:
         super().__init__()
-        # the run logs its own flat config (oodlab.runs); the nested loss dict would overwrite `loss`.
+        # the run logs its own flat config (oodlab.run.train); the nested loss dict would overwrite `loss`.
         # input_size (height, width) is only recorded: evaluating a checkpoint checks it
         self.save_hyperparameters(logger=False)
         features = create_backbone(
