@@ -48,7 +48,7 @@ class OODClassificationTask(L.LightningModule):
         input_size: list[int] | None = None,
     ) -> None:
         super().__init__()
-        # the run logs its own flat config (oodlab.run.train); the nested loss dict would overwrite `loss`.
+        # the run logs its own flat config (oodlab.runs); the nested loss dict would overwrite `loss`.
         # input_size (height, width) is only recorded: evaluating a checkpoint checks it
         self.save_hyperparameters(logger=False)
         features = create_backbone(
