@@ -21,7 +21,7 @@ from oodlab._infra.distributed import world
 from oodlab.errors import ConfigError
 from oodlab.evaluation.engine import Inference, run_evaluation
 from oodlab.evaluation.inputs import as_eval_set
-from oodlab.evaluation.model import as_scoring_model
+from oodlab.evaluation.model import as_scoring_model, in_eval_mode
 from oodlab.evaluation.selection import plan_scores
 from oodlab.models.transforms import Normalize
 from oodlab.outputs.record import RunInfo, RunRecord, build_record
@@ -112,23 +112,27 @@ def evaluate(
     start = time.time()
     net = as_scoring_model(model, head)
     plans = plan_scores(
-        resolve_scores(scores, params, getattr(net.head, "default_score", None)), grids
+        resolve_scores(scores, params, getattr(net.head, "default_score", None)),
+        grids,
+        params=params,
     )
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     inference = Inference(net, as_normalize(normalize).to(device), batch_size, torch.device(device))
-    evaluation = run_evaluation(
-        inference,
-        plans,
-        as_eval_set(id_data, "id_data"),
-        {name: as_eval_set(data, f"ood_sets.{name}") for name, data in ood_sets.items()},
-        dataset=dataset,
-        id_train=None if id_train is None else as_eval_set(id_train, "id_train"),
-        id_val=None if id_val is None else as_eval_set(id_val, "id_val"),
-        val_ood=None if val_ood is None else as_eval_set(val_ood, "val_ood"),
-        mean_exclude=mean_exclude,
-        groups=groups,
-    )
+    # the caller's model, not the wrapper, keeps its mode (and each submodule's) afterwards
+    with in_eval_mode(model):
+        evaluation = run_evaluation(
+            inference,
+            plans,
+            as_eval_set(id_data, "id_data"),
+            {name: as_eval_set(data, f"ood_sets.{name}") for name, data in ood_sets.items()},
+            dataset=dataset,
+            id_train=None if id_train is None else as_eval_set(id_train, "id_train"),
+            id_val=None if id_val is None else as_eval_set(id_val, "id_val"),
+            val_ood=None if val_ood is None else as_eval_set(val_ood, "val_ood"),
+            mean_exclude=mean_exclude,
+            groups=groups,
+        )
     if run is None:
         run = RunInfo(
             backbone=type(model).__name__,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from oodlab._infra.distributed import gather_rows
 from oodlab.errors import ConfigError
 from oodlab.evaluation.inputs import EvalSet, my_batches
-from oodlab.evaluation.model import ScoringModel
+from oodlab.evaluation.model import ScoringModel, in_eval_mode
 from oodlab.evaluation.selection import Choice, ScorePlan, choose
 from oodlab.metrics import calibration_report, expected_calibration_error, ood_metrics
 from oodlab.metrics.ood import METRIC_KEYS
@@ -74,23 +74,21 @@ class Inference:
 @torch.no_grad()
 def infer(run: Inference, data: EvalSet) -> Outputs:
     """Logits, penultimate features and labels of every sample, computed once."""
-    was_training = run.net.training
-    run.net.eval()
     logits, features, labels = [], [], []
-    for images, y in my_batches(data, run.batch_size):
-        out, feats = run.net.forward_with_features(run.normalize(images.to(run.device)))
-        logits.append(out.float())
-        features.append(feats.float())
-        labels.append(y.to(run.device))
-    if not logits:  # this process's block is empty (more processes than batches): shapes only
-        first, _ = next(data.batches(run.batch_size, range(1)))
-        out, feats = run.net.forward_with_features(run.normalize(first[:1].to(run.device)))
-        logits, features, labels = (
-            [out.float()[:0]],
-            [feats.float()[:0]],
-            [torch.zeros(0, dtype=torch.long, device=run.device)],
-        )
-    run.net.train(was_training)
+    with in_eval_mode(run.net):
+        for images, y in my_batches(data, run.batch_size):
+            out, feats = run.net.forward_with_features(run.normalize(images.to(run.device)))
+            logits.append(out.float())
+            features.append(feats.float())
+            labels.append(y.to(run.device))
+        if not logits:  # this process's block is empty (more processes than batches): shapes only
+            first, _ = next(data.batches(run.batch_size, range(1)))
+            out, feats = run.net.forward_with_features(run.normalize(first[:1].to(run.device)))
+            logits, features, labels = (
+                [out.float()[:0]],
+                [feats.float()[:0]],
+                [torch.zeros(0, dtype=torch.long, device=run.device)],
+            )
     return Outputs(
         logits=gather_rows(torch.cat(logits)).cpu(),
         features=gather_rows(torch.cat(features)).cpu(),
@@ -103,16 +101,14 @@ def rerun_scores(
 ) -> list[Tensor]:
     """Run the network again for a ``needs_model`` score, one tensor per setting; the
     settings share each batch's forward and gradient passes."""
-    was_training = run.net.training
-    run.net.eval()
     per_setting: list[list[Tensor]] = [[] for _ in settings]
-    for images, _ in my_batches(data, run.batch_size):
-        inputs = run.normalize(images.to(run.device))
-        for values, scores in zip(
-            per_setting, cls.score_inputs_grid(run.net, inputs, run.normalize.std, settings)
-        ):
-            values.append(scores.detach().float())
-    run.net.train(was_training)
+    with in_eval_mode(run.net):
+        for images, _ in my_batches(data, run.batch_size):
+            inputs = run.normalize(images.to(run.device))
+            for values, scores in zip(
+                per_setting, cls.score_inputs_grid(run.net, inputs, run.normalize.std, settings)
+            ):
+                values.append(scores.detach().float())
     return [
         gather_rows(torch.cat(v) if v else torch.zeros(0, device=run.device)).cpu()
         for v in per_setting

@@ -15,6 +15,9 @@ ReAct, GradNorm) use the features and the last layer described here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from torch import Tensor, nn
 
 from oodlab.errors import ConfigError
@@ -94,3 +97,17 @@ def find_head(model: nn.Module, name: str | None) -> nn.Module:
 
 def as_scoring_model(model: nn.Module, head: str | None = None) -> ScoringModel:
     return model if isinstance(model, ScoringModel) and head is None else ScoringModel(model, head)
+
+
+@contextmanager
+def in_eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block; afterwards every submodule has its own training
+    flag back (``module.train(was_training)`` would flatten a model the caller had put in a
+    mixed state, and a wrapper's own flag says nothing about the model it wraps)."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in flags:
+            m.training = training

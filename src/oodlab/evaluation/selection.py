@@ -22,6 +22,7 @@ from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.evaluation.choice import Choice
 from oodlab.metrics import ood_metrics
 from oodlab.scores import SCORES, Score, grid_settings
+from oodlab.scores.base import check_keys
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,12 @@ def search_space(
 ) -> dict[str, list[Any]]:
     """The grid of every hyperparameter of ``name`` that eval.params does not fix.
 
-    ``grids`` is eval.grids; a key missing there falls back to the score's default grid.
+    ``grids`` is eval.grids; a key missing there falls back to the score's default grid
+    (``spec``, the only place default grids live).
     """
     cls = SCORES[name]
     given = dict((grids or {}).get(name) or {})
-    unknown = set(given) - set(cls.spec)
-    if unknown:
-        raise ConfigError(
-            f"eval.grids.{name}", given, f"a mapping with keys among {sorted(cls.spec) or 'none'}"
-        )
+    check_keys(cls, "eval.grids", given)
     space: dict[str, list[Any]] = {}
     for key, hp in cls.spec.items():
         if key in fixed:
@@ -64,14 +62,31 @@ def search_space(
     return space
 
 
+def check_overrides(params: Mapping[str, Any] | None, grids: Mapping[str, Any] | None) -> None:
+    """Every score named in eval.params and eval.grids is registered, and every key is one of
+    its hyperparameters with a valid value, whether or not eval.scores lists the score."""
+    for section, given in (("eval.params", params), ("eval.grids", grids)):
+        for name, keys in (given or {}).items():
+            if name not in SCORES:
+                raise UnknownNameError(f"score in {section}", name, SCORES.names())
+            if keys is not None and not isinstance(keys, Mapping):
+                raise ConfigError(f"{section}.{name}", keys, "a mapping of hyperparameters")
+            check_keys(SCORES[name], section, keys or {})
+    for name, fixed in (params or {}).items():
+        SCORES[name](**(fixed or {}))
+    for name in grids or {}:
+        search_space(name, {}, grids)
+
+
 def plan_scores(
-    scores: Mapping[str, Mapping[str, Any] | None], grids: Mapping[str, Any] | None
+    scores: Mapping[str, Mapping[str, Any] | None],
+    grids: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, ScorePlan]:
     """Validate score names, fixed values (eval.params) and grids (eval.grids) before any
-    work, and return each score's plan. Cheap: call it before training to fail early."""
-    for name in grids or {}:
-        if name not in SCORES:
-            raise UnknownNameError("score in eval.grids", name, SCORES.names())
+    work, and return each score's plan. ``params`` is the whole eval.params, checked even for
+    scores ``scores`` leaves out. Cheap: call it before training to fail early."""
+    check_overrides(params, grids)
     plans = {}
     for name, fixed in scores.items():
         fixed = dict(fixed or {})

@@ -1,10 +1,20 @@
-"""Post-hoc OOD scores. Every score gives one value per sample; higher means more in-distribution."""
+"""Post-hoc OOD scores. Every score gives one value per sample; higher means more in-distribution.
 
-from oodlab.scores import feature as _feature  # noqa: F401  (each module registers its scores)
-from oodlab.scores import gradient as _gradient  # noqa: F401
-from oodlab.scores import head as _head  # noqa: F401
-from oodlab.scores import logit as _logit  # noqa: F401
+Every module of this package whose name does not start with ``_`` is imported here, and each
+registers its scores with ``@register_score``. A new score is therefore one module (a
+:class:`Score` subclass with ``name``, ``spec`` and ``score``) and nothing else: no line to add
+here, in ``conf/eval/default.yaml`` (its defaults and grid come from ``spec``), or in the
+tests (tests/test_scores.py runs its generic checks on every registered score).
+"""
+
+import importlib
+import pkgutil
+
 from oodlab.scores.base import SCORES, HParam, Outputs, Score, grid_settings, register_score
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def create_score(name: str, **hparams) -> Score:

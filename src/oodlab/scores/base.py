@@ -13,8 +13,9 @@ attributes, and evaluation provides exactly that:
   (ReAct, GradNorm); :meth:`Score.fit` finds it as ``model.head``.
 
 Hyperparameters are declared per class in ``spec``: a published default, a default search
-grid (the config's ``eval.grids`` replaces it) and a check that turns a bad value into a
-:class:`ConfigError` naming the key.
+grid and a check that turns a bad value into a :class:`ConfigError` naming the key. ``spec`` is
+the one place they live: ``conf/eval/default.yaml`` holds only what a user overrides
+(``eval.params`` fixes a key, ``eval.grids`` replaces a key's grid).
 """
 
 from __future__ import annotations
@@ -67,13 +68,7 @@ class Score:
     paper: ClassVar[str] = ""
 
     def __init__(self, **hparams: Any):
-        unknown = set(hparams) - set(self.spec)
-        if unknown:
-            raise ConfigError(
-                f"eval.params.{self.name}",
-                hparams,
-                f"a mapping with keys among {sorted(self.spec) or 'none'}",
-            )
+        check_keys(type(self), "eval.params", hparams)
         values = {k: p.default for k, p in self.spec.items()} | dict(hparams)
         self._hparams = {
             k: self.spec[k].check(f"eval.params.{self.name}.{k}", v) for k, v in values.items()
@@ -113,6 +108,17 @@ SCORES: Registry[type[Score]] = Registry("score")
 def register_score(cls: type[Score]) -> type[Score]:
     SCORES.register(cls.name)(cls)
     return cls
+
+
+def check_keys(cls: type[Score], section: str, given: Mapping[str, Any]) -> None:
+    """A ConfigError naming the first key of ``given`` that ``cls`` does not declare, and the
+    keys it does; ``section`` is ``eval.params`` or ``eval.grids``."""
+    for key in given:
+        if key not in cls.spec:
+            keys = ", ".join(sorted(cls.spec)) or "none: it has no hyperparameters"
+            raise ConfigError(
+                f"{section}.{cls.name}.{key}", given[key], f"a key of score {cls.name} ({keys})"
+            )
 
 
 def grid_settings(grid: Mapping[str, list[Any]]) -> Iterator[dict[str, Any]]:
