@@ -27,8 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from oodlab.checkpoint import load_checkpoint
-from oodlab.data.mnist5k import load_mnist5k
-from oodlab.data.offline_ood import (
+from oodlab.data.sources.mnist5k import load_mnist5k
+from oodlab.data.sources.synthetic import (
     font_glyphs,
     gaussian_noise,
     photo_crops,

@@ -100,7 +100,7 @@ def default_experiment(epochs: int = 10, channels_last: bool = False) -> float:
     import timm
 
     import oodlab.models  # noqa: F401  (registers small_cnn)
-    from oodlab.data.mnist5k import MNIST_MEAN, MNIST_STD, load_mnist5k
+    from oodlab.data.sources.mnist5k import MNIST_MEAN, MNIST_STD, load_mnist5k
 
     torch.manual_seed(0)
     data = load_mnist5k("data")

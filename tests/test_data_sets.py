@@ -18,12 +18,13 @@ import torchvision.datasets.cifar
 import torchvision.datasets.svhn
 from PIL import Image
 
-from oodlab.data import archive_sets
-from oodlab.data.archive_sets import mnist5k_ood_set, odin_ood_set, openood_ood_set
 from oodlab.data.downloads import Archive
-from oodlab.data.imaging import CorruptDataError, fit_tensor, match_channels, sample_indices
-from oodlab.data.torchvision_sets import load_torchvision_id, torchvision_ood_set
-from oodlab.errors import ConfigError, MissingDataError, UnknownNameError
+from oodlab.data.imaging import fit_tensor, match_channels, sample_indices
+from oodlab.data.sources import archives
+from oodlab.data.sources.archives import odin_ood_set, openood_ood_set
+from oodlab.data.sources.mnist5k import mnist5k_ood_set
+from oodlab.data.sources.torchvision_sets import load_torchvision_id, torchvision_ood_set
+from oodlab.errors import ConfigError, CorruptDataError, MissingDataError, UnknownNameError
 
 
 @pytest.fixture
@@ -204,16 +205,16 @@ def test_odin_archive_is_md5_verified_then_extracted(tmp_path: Path, monkeypatch
     folder = tmp_path / "data" / "odin"
     folder.mkdir(parents=True)
     md5 = make_tarball(folder / "LSUN_resize.tar.gz", "LSUN_resize", n=6)
-    real = archive_sets.ODIN_ARCHIVES["lsun_resize"]
+    real = archives.ODIN_ARCHIVES["lsun_resize"]
     monkeypatch.setitem(
-        archive_sets.ODIN_ARCHIVES,
+        archives.ODIN_ARCHIVES,
         "lsun_resize",
         Archive(real.dataset, real.filename, url=real.url, md5="0" * 32),
     )
     with pytest.raises(CorruptDataError, match=r"Checksum mismatch.*expected md5 0{32}"):
         odin_ood_set(shape=(3, 32, 32), name="lsun_resize", root=str(tmp_path / "data"))
     monkeypatch.setitem(
-        archive_sets.ODIN_ARCHIVES,
+        archives.ODIN_ARCHIVES,
         "lsun_resize",
         Archive(real.dataset, real.filename, url=real.url, md5=md5),
     )
@@ -229,18 +230,18 @@ def test_missing_odin_archive_names_the_url_and_md5(tmp_path: Path, no_network):
         odin_ood_set(shape=(3, 32, 32), name="isun", root=str(tmp_path))
     message = str(err.value)
     assert "'iSUN'" in message and str(tmp_path / "odin") in message
-    assert "dropbox.com" in message and archive_sets.ODIN_ARCHIVES["isun"].md5 in message
+    assert "dropbox.com" in message and archives.ODIN_ARCHIVES["isun"].md5 in message
 
 
 def test_published_checksums_are_pinned():
-    for archive in archive_sets.ODIN_ARCHIVES.values():
+    for archive in archives.ODIN_ARCHIVES.values():
         assert (
             archive.md5
             and len(archive.md5) == 32
             and archive.url.startswith("https://www.dropbox.com/")
         )
     # OpenOOD publishes none: left unknown rather than invented
-    assert all(a.md5 is None and a.sha256 is None for a in archive_sets.OPENOOD_IMAGES.values())
+    assert all(a.md5 is None and a.sha256 is None for a in archives.OPENOOD_IMAGES.values())
 
 
 # -- OpenOOD image lists -------------------------------------------------------------------------
@@ -290,8 +291,11 @@ def test_mnist5k_rgb_is_real_digits_at_cifar_shape(data_dir: Path):
 
 
 def test_digit_transforms_use_validation_digits_only(data_dir: Path):
-    from oodlab.data.mnist5k import load_mnist5k
-    from oodlab.data.offline_ood import DIGIT_TRANSFORMS, mnist5k_digit_transforms
+    from oodlab.data.sources.mnist5k import (
+        DIGIT_TRANSFORMS,
+        load_mnist5k,
+        mnist5k_digit_transforms,
+    )
 
     for kind in (*DIGIT_TRANSFORMS, "mix+rot90+blur"):
         ood = mnist5k_digit_transforms(

@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from oodlab.data import folder as folder_module
-from oodlab.data.folder import folder_ood_set, load_image_folder
-from oodlab.data.imaging import CorruptDataError
-from oodlab.errors import ConfigError, MissingDataError
+from oodlab.data.sources import folder as folder_module
+from oodlab.data.sources.folder import folder_ood_set, load_image_folder
+from oodlab.errors import ConfigError, CorruptDataError, MissingDataError
 
 CLASSES = ("cat", "dog", "eel")
 

@@ -24,8 +24,7 @@ from torchvision.datasets.utils import (
     extract_archive,
 )
 
-from oodlab.data.imaging import CorruptDataError
-from oodlab.errors import MissingDataError
+from oodlab.errors import CorruptDataError, MissingDataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

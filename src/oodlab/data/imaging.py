@@ -148,3 +148,13 @@ def sample_indices(total: int, n: int | None, seed: int, key: str = "n") -> np.n
     if n is None or n >= total:
         return np.arange(total)
     return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
+def generated_shape(n: int, shape: Shape) -> tuple[int, int, int]:
+    """(C, H, W) of a set of ``n`` images made to ``shape``, checked (the generated OOD sets:
+    crops, glyphs, noise, transformed digits)."""
+    if n < 1:
+        raise ConfigError("ood.sets.<name>.n", n, "a positive integer")
+    if len(shape) != 3:
+        raise ValueError(f"shape must be (C, H, W), got {tuple(shape)}")
+    return int(shape[0]), int(shape[1]), int(shape[2])

