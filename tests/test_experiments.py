@@ -59,7 +59,7 @@ def test_logitnorm_protocol(compose_cfg):
     cfg = compose_cfg(["experiment=logitnorm_cifar10"])
     assert cfg.data.dataset.name == "cifar10" and cfg.model.backbone == "wrn40_2"
     assert cfg.model.backbone_kwargs.drop_rate == 0.3
-    assert cfg.loss._target_.endswith("LogitNormHead") and cfg.loss.tau == 0.04
+    assert cfg.loss.name == "logitnorm" and cfg.loss.tau == 0.04
     opt = cfg.optimizer
     assert opt._target_ == "torch.optim.SGD" and (
         opt.lr,
@@ -79,7 +79,7 @@ def test_logitnorm_protocol(compose_cfg):
 
 def test_isomaxplus_protocol(compose_cfg):
     cfg = compose_cfg(["experiment=isomaxplus_cifar10"])
-    assert cfg.model.backbone == "densenet_bc100" and cfg.loss._target_.endswith("IsoMaxPlusHead")
+    assert cfg.model.backbone == "densenet_bc100" and cfg.loss.name == "isomaxplus"
     opt = cfg.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 1e-4, True)
     assert cfg.data.batch_size == 64 and cfg.trainer.max_epochs == 300
@@ -92,7 +92,7 @@ def test_isomaxplus_protocol(compose_cfg):
 
 def test_openood_protocol_and_groups(compose_cfg):
     cfg = compose_cfg(["experiment=openood_cifar10"])
-    assert cfg.model.backbone == "resnet18_cifar" and cfg.loss._target_.endswith("CrossEntropyHead")
+    assert cfg.model.backbone == "resnet18_cifar" and cfg.loss.name == "ce"
     opt = cfg.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 5e-4, True)
     assert cfg.scheduler._target_.endswith("CosineAnnealingLR") and cfg.scheduler.interval == "step"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pytest
 import torch
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from torch.autograd import gradcheck
 
-from oodlab.errors import ConfigError, find_user_error
+from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.losses import (
     LOSSES,
     CrossEntropyHead,
@@ -25,10 +24,15 @@ from oodlab.losses import (
     LogitNormHead,
     LogitPenaltyHead,
     LossHead,
+    build_loss_head,
 )
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "loss"
-NAMES = ["ce", "logitnorm", "logit_penalty", "isomax", "isomaxplus", "dismax"]
+#: every registered head, and every loss config: the generic tests cover a new loss unedited
+NAMES = LOSSES.names()
+CONFIGS = sorted(path.stem for path in CONF_DIR.glob("*.yaml"))
+#: the heads whose objective is a function of their evaluation logits (they implement ``loss``)
+LOGIT_LOSSES = [name for name, cls in LOSSES.items() if cls.loss is not LossHead.loss]
 N, D, K = 6, 5, 4
 
 
@@ -144,18 +148,26 @@ def assert_finite_backward(head: LossHead, x: torch.Tensor, y: torch.Tensor) -> 
 
 
 def test_registry_names_and_scores():
-    assert sorted(LOSSES) == sorted(NAMES)
+    # every registered head has its config, and every config names a registered head
+    assert CONFIGS == NAMES
     for name, cls in LOSSES.items():
         assert issubclass(cls, LossHead) and cls.name == name
     scores = {name: cls.default_score for name, cls in LOSSES.items()}
-    assert scores == {
+    assert {
         "ce": "msp",
         "logitnorm": "msp",
         "logit_penalty": "msp",
         "isomax": "es",
         "isomaxplus": "mds",
         "dismax": "mmles",
-    }
+    }.items() <= scores.items()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_head_names_a_registered_score(name):
+    from oodlab.scores import SCORES
+
+    assert LOSSES[name].default_score in SCORES
 
 
 # ----------------------------------------------------------------------------------------
@@ -191,7 +203,7 @@ def test_formula_matches_reference(name, kwargs, seed):
         assert got == pytest.approx(ref_loss(head, expected, targets.numpy()), rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOGIT_LOSSES)
 def test_one_hot_probabilities_equal_class_indices(name):
     head = make_head(name).double()
     x, y, _ = batch()
@@ -306,7 +318,7 @@ def test_gradcheck(name, kwargs):
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOGIT_LOSSES)
 def test_finite_on_zero_features_at_default_init(name):
     # IsoMax's prototypes start at zero, so this is the zero-distance point for it
     torch.manual_seed(0)
@@ -323,7 +335,7 @@ def test_finite_with_features_on_prototypes(name):
     assert_finite_backward(head, x, y)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOGIT_LOSSES)
 def test_finite_on_zero_logits(name):
     head = make_head(name)
     _, y, soft = batch(dtype=torch.float32)
@@ -346,7 +358,7 @@ def test_logitnorm_small_tau(tau):
     assert head.loss(z, y).item() == pytest.approx(ref_loss(head, _np(z), y.numpy()), rel=1e-4)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", LOGIT_LOSSES)
 def test_bf16_autocast_matches_fp32(name):
     torch.manual_seed(0)
     head = make_head(name, 32, 10)
@@ -375,20 +387,76 @@ def test_bf16_autocast_matches_fp32(name):
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_hydra_instantiation(name):
-    cfg = OmegaConf.load(CONF_DIR / f"{name}.yaml")
-    assert cfg._target_.startswith("oodlab.losses.")
-    head = hydra.utils.instantiate(cfg, in_features=8, num_classes=3)
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_builds_its_registered_head(name):
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    assert cfg["name"] == name
+    head = build_loss_head(cfg, in_features=8, num_classes=3)
     assert type(head) is LOSSES[name]
     logits = head(torch.randn(5, 8))
-    assert logits.shape == (5, 3)
-    assert torch.isfinite(head.loss(logits, torch.tensor([0, 1, 2, 0, 1])))
+    assert logits.shape == (5, 3) and torch.isfinite(logits).all()
     # a null key is one the head accepts without using (CE's tau, for loss=ce,logitnorm grids)
-    params = {
-        k: v for k, v in OmegaConf.to_container(cfg).items() if k != "_target_" and v is not None
-    }
+    params = {k: v for k, v in cfg.items() if k != "name" and v is not None}
     assert head.hparams() == params
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_trains_one_step(name):
+    """The real task, one optimiser step on a tiny batch: the loss is finite, the weights move
+    and stay finite, and the head maps features to (N, classes) logits."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from oodlab.task import OODClassificationTask
+
+    torch.manual_seed(0)
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    task = OODClassificationTask(
+        backbone="small_cnn",
+        backbone_kwargs={"widths": [4, 8]},
+        loss=cfg,
+        num_classes=3,
+        in_chans=1,
+        mean=[0.5],
+        std=[0.25],
+    )
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    images = torch.rand(8, 1, 28, 28)
+    loader = DataLoader(TensorDataset(images, torch.arange(8) % 3), batch_size=8)
+    trainer = L.Trainer(
+        fast_dev_run=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, train_dataloaders=loader)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    after = task.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    features = task.model.backbone(images[:5])
+    assert task.model.head(features).shape == (5, 3)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_debug_config_composes_and_builds(name, compose_cfg):
+    cfg = compose_cfg([f"loss={name}", "debug=fast"])
+    loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    assert loss["name"] == name
+    assert type(build_loss_head(loss, in_features=4, num_classes=2)) is LOSSES[name]
+
+
+def test_unknown_names_and_keys_are_one_line_errors():
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'logitnorm'"):
+        build_loss_head({"name": "logitnrom"}, in_features=4, num_classes=2)
+    with pytest.raises(ConfigError, match=r"loss\.taux=.*a key of loss logitnorm \(tau\)"):
+        build_loss_head({"name": "logitnorm", "taux": 0.1}, in_features=4, num_classes=2)
+    with pytest.raises(ConfigError, match=r"loss\.name"):
+        build_loss_head({"tau": 0.1}, in_features=4, num_classes=2)
+    # the loss config of a checkpoint written before heads were built by name
+    old = {"_target_": "oodlab.losses.LogitNormHead", "tau": 0.5}
+    assert build_loss_head(old, in_features=4, num_classes=2).hparams() == {"tau": 0.5}
 
 
 def test_defaults():
@@ -404,12 +472,11 @@ def test_defaults():
 def test_bad_tau_raises_config_error(tau):
     with pytest.raises(ConfigError, match=r"loss\.tau"):
         LogitNormHead(8, 3, tau=tau)
-    cfg = OmegaConf.load(CONF_DIR / "logitnorm.yaml")
-    cfg.tau = tau
-    with pytest.raises(Exception) as info:  # Hydra wraps the error
-        hydra.utils.instantiate(cfg, in_features=8, num_classes=3)
-    err = find_user_error(info.value)
-    assert isinstance(err, ConfigError) and "loss.tau" in str(err) and "> 0" in str(err)
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "logitnorm.yaml"))
+    cfg["tau"] = tau
+    with pytest.raises(ConfigError) as info:
+        build_loss_head(cfg, in_features=8, num_classes=3)
+    assert "loss.tau" in str(info.value) and "> 0" in str(info.value)
 
 
 @pytest.mark.parametrize(
