@@ -121,7 +121,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--freeze-gc",
         action="store_true",
-        help="oodlab's collector settings (oodlab._infra.memory)",
+        help="oodlab's collector settings (oodlab.run.process)",
     )
     args = parser.parse_args()
     if args.freeze_gc:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from oodlab.outputs import wandb_run
 from oodlab.outputs.record import RESULTS_FILE, RunRecord
 
 log = logging.getLogger(__name__)
-
-TEST_METRICS_GLOB = "test/*"
 
 
 def kind(logger: Any) -> str:
@@ -34,18 +33,6 @@ def monitored_scores(cfg: Mapping[str, Any]) -> list[str]:
     """The scores callbacks.ood_monitor tracks on the validation pair every epoch."""
     monitor = (cfg.get("callbacks") or {}).get("ood_monitor") or {}
     return [str(s) for s in (monitor.get("scores") or [])]
-
-
-def define_run_metrics(run: Any, monitored: Iterable[str]) -> None:
-    """A W&B run's summary keeps the best (lowest) validation FPR95 of every monitored score
-    and the final test metrics.
-
-    W&B globs match name suffixes only (``val_ood/*/fpr95`` is refused), so each FPR95 key
-    is named; a ``val_ood/*`` glob would also take the minimum of AUROC.
-    """
-    for score in monitored:
-        run.define_metric(f"val_ood/{score}/fpr95", summary="min")
-    run.define_metric(TEST_METRICS_GLOB, summary="last")
 
 
 def run_config(
@@ -75,11 +62,7 @@ def log_record(
             and not getattr(logger, "_offline", True)
             and results.exists()
         ):
-            import wandb
-
-            artifact = wandb.Artifact(f"results-{logger.experiment.id}", type="results")
-            artifact.add_file(str(results))
-            logger.experiment.log_artifact(artifact)
+            wandb_run.upload_results(logger, results)
         elif which == "mlflow" and results.exists():
             logger.experiment.log_artifact(logger.run_id, str(results))
         elif which == "tensorboard":
@@ -96,9 +79,6 @@ def finish_loggers(loggers: Sequence[Any], status: str) -> None:
         try:
             logger.finalize(lightning_status)
             if kind(logger) == "wandb":
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.finish(exit_code=0 if status == "ok" else 1)
+                wandb_run.finish(status)
         except Exception as exc:  # closing must not mask the run's outcome
             log.warning("closing the %s logger failed: %s", kind(logger), exc)

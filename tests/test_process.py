@@ -1,4 +1,4 @@
-"""Process-wide memory settings of a run (oodlab._infra.memory)."""
+"""Process-wide memory settings of a run (oodlab.run.process)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,25 @@ import sys
 
 import pytest
 
-from oodlab._infra import memory
+from oodlab.run import process
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_glibc_takes_the_allocator_settings():
-    assert memory.keep_freed_memory() is True
+    assert process.keep_freed_memory() is True
 
 
 def test_library_imports_run_without_the_collector_and_end_frozen(monkeypatch):
-    monkeypatch.setattr(memory.long_lived_imports, "done", False, raising=False)
+    monkeypatch.setitem(process._state, "imports_frozen", False)
     gc.unfreeze()
     assert gc.isenabled()
     try:
-        with memory.long_lived_imports():
+        with process.long_lived_imports():
             paused = not gc.isenabled()
             survivors = [[i] for i in range(1000)]  # stands for the libraries' objects
         assert paused and gc.isenabled()
         assert gc.get_freeze_count() >= len(survivors)
-        with memory.long_lived_imports():  # later uses change nothing
+        with process.long_lived_imports():  # later uses change nothing
             assert gc.isenabled()
     finally:
         gc.unfreeze()
@@ -38,7 +38,7 @@ def test_the_heap_is_frozen_before_the_interpreter_exits():
     code = (
         "import atexit, gc\n"
         "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
-        "from oodlab._infra.memory import skip_final_collection\n"
+        "from oodlab.run.process import skip_final_collection\n"
         "skip_final_collection(); skip_final_collection()\n"
         "print('before', gc.get_freeze_count())\n"
     )
