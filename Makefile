@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= auto
 
 .PHONY: install train test lint bench docs clean
 
@@ -20,11 +21,15 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python src/train.py $(ARGS)
 
+# Two workers (one per core of the reference machine); a test file's tests share a worker, so
+# its module-scoped fixtures (the real sweeps) are built once. PYTEST_ARGS adds to it.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict: any warning fails the build.
 docs: $(STAMP)
