@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from oodlab.cli import guarded, train
+from oodlab.cli import guarded
 from oodlab.errors import ConfigError, NonFiniteLossError, UnknownNameError
+from oodlab.run.train import train
 
 
 @pytest.mark.slow
@@ -30,12 +31,12 @@ def test_non_positive_tau_names_key_and_range(run_cli):
 @pytest.mark.parametrize("tau", [0.0, -0.04])
 def test_tau_error_in_process(compose_cfg, tau, monkeypatch):
     """Caught before the data loads: a bad loss value costs no waiting."""
-    import oodlab.runs
+    import oodlab.run.train
 
     def no_data(cfg):
         raise AssertionError("the data was loaded before the loss was checked")
 
-    monkeypatch.setattr(oodlab.runs, "build_datamodule", no_data)
+    monkeypatch.setattr(oodlab.run.train, "build_datamodule", no_data)
     with pytest.raises(ConfigError, match=r"loss\.tau"):
         train(compose_cfg(["debug=fast", f"loss.tau={tau}"]))
 
@@ -54,7 +55,7 @@ def test_ckpt_path_last_without_a_run_says_where_it_looked(compose_cfg, tmp_path
 def test_unknown_backbone_lists_oodlab_models(compose_cfg, capsys):
     cfg = compose_cfg(["debug=fast", "model.backbone=small_cn"])
     with pytest.raises(SystemExit) as exit_info:
-        guarded(train, cfg)
+        guarded(lambda: train(cfg), cfg)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "Unknown backbone 'small_cn'" in err and "small_cnn" in err and "wrn40_2" in err

@@ -13,7 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from oodlab.cli import config_dir, evaluate_checkpoint
+from oodlab.run.evaluate import evaluate_checkpoint
+from oodlab.run.runtime import config_dir
 
 # every code path: cached logit scores, a grid searched on the validation pair, a network
 # re-run (odin), training statistics (react, knn, mahalanobis) and the head (gradnorm)

@@ -14,12 +14,12 @@ import timm
 import torch
 import torchvision
 
-from oodlab.cli import train
 from oodlab.errors import ConfigError
 from oodlab.models import create_backbone
 from oodlab.models.pretrained import MissingWeightsError, pretrained_file
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs.record import RunInfo, RunRecord, build_record
+from oodlab.run.train import train
 
 TINY_TIMM = "resnet10t"
 
@@ -126,7 +126,7 @@ def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(
 def test_the_fine_tuning_experiment_composes(compose_cfg):
     cfg = compose_cfg(["experiment=finetune_folder", "data.dataset.path=/data/imgs"])
     assert cfg.model.pretrained is True and timm.is_model(cfg.model.backbone)
-    assert cfg.loss._target_.endswith("LogitNormHead") and cfg.data.dataset._target_.endswith(
+    assert cfg.loss.name == "logitnorm" and cfg.data.dataset._target_.endswith(
         "load_image_folder"
     )
 

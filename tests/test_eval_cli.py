@@ -14,7 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from oodlab.checkpoint import CheckpointError, load_checkpoint
-from oodlab.cli import config_dir, eval_main, evaluate_checkpoint, train
+from oodlab.cli import eval_main
+from oodlab.run.evaluate import evaluate_checkpoint
+from oodlab.run.runtime import config_dir
+from oodlab.run.train import train
 
 SCORES = "eval.scores=[msp,energy,default,knn,odin]"
 SMALL_GRIDS = [

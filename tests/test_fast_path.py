@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from oodlab.callbacks.ood_monitor import OODMonitor
-from oodlab.cli import train
+from oodlab.run.train import train
 from oodlab.task import OODClassificationTask
 
 SYNCS = ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy")
@@ -81,7 +81,7 @@ def test_fast_path_options_run_on_the_cpu(compose_cfg, overrides):
 def test_channels_last_is_used_by_default(compose_cfg):
     cfg = compose_cfg(["debug=fast"])
     assert cfg.channels_last is True
-    from oodlab.runs import build_datamodule, build_task
+    from oodlab.run.build import build_datamodule, build_task
 
     task = build_task(cfg, build_datamodule(cfg))
     conv = next(m for m in task.model.modules() if isinstance(m, torch.nn.Conv2d))

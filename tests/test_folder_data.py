@@ -163,9 +163,9 @@ def test_folder_ood_set_reads_any_depth_and_fits_shape(tmp_path: Path):
 
 
 def test_command_line_syntax_trains_on_folders(compose_cfg, class_folder: Path, tmp_path: Path):
-    """The exact syntax the README's Data section gives (data=folder ..., +ood_set@ood.sets.<name>=folder
-    ...), on top of the quick CIFAR experiment and its offline suite with named groups."""
-    from oodlab.cli import train
+    """The exact syntax docs/data.md gives (data=folder ..., +ood_set@ood.sets.<name>=folder ...),
+    on top of the quick CIFAR experiment and its offline suite with named groups."""
+    from oodlab.run.train import train
 
     other = tmp_path / "other"
     for i in range(12):
@@ -207,9 +207,9 @@ def test_command_line_syntax_trains_on_folders(compose_cfg, class_folder: Path, 
 
 
 def test_folder_with_the_default_ood_suite(compose_cfg, class_folder: Path):
-    """The README's first folder command: the default (MNIST-5k) OOD suite, whose validation set
+    """docs/data.md's first folder command: the default (MNIST-5k) OOD suite, whose validation set
     of transformed digits then keeps MNIST-5k's own split whatever the folder's split is."""
-    from oodlab.cli import train
+    from oodlab.run.train import train
 
     cfg = compose_cfg(
         [
@@ -228,7 +228,8 @@ def test_folder_with_the_default_ood_suite(compose_cfg, class_folder: Path):
 def test_a_checkpoint_is_evaluated_at_the_size_it_was_trained_at(
     compose_cfg, class_folder: Path, tmp_path: Path
 ):
-    from oodlab.cli import evaluate_checkpoint, train
+    from oodlab.run.evaluate import evaluate_checkpoint
+    from oodlab.run.train import train
 
     folder = ["debug=fast", "data=folder", f"data.dataset.path={class_folder}"]
     train(compose_cfg([*folder, "data.dataset.image_size=16"]))
@@ -248,11 +249,12 @@ def test_a_checkpoint_is_evaluated_at_the_size_it_was_trained_at(
 
 
 def test_missing_folder_is_one_line_on_the_command_line(compose_cfg, tmp_path: Path, capsys):
-    from oodlab.cli import guarded, train
+    from oodlab.cli import guarded
+    from oodlab.run.train import train
 
     cfg = compose_cfg(["data=folder", f"data.dataset.path={tmp_path / 'absent'}", "logger=none"])
     with pytest.raises(SystemExit):
-        guarded(train, cfg)
+        guarded(lambda: train(cfg), cfg)
     err = " ".join(capsys.readouterr().err.split())  # undo the console's line wrapping
     assert err.startswith("error: Dataset 'image folder' not found in") and "absent" in err
     assert "Traceback" not in err and "one sub-folder per class" in err

@@ -222,14 +222,14 @@ def test_a_stop_hands_over_to_the_previous_handler(compose_cfg):
         )
 
     with pytest.raises(SystemExit) as exit_info:
-        guarded(stopped, cfg)
+        guarded(lambda: stopped(cfg), cfg)
     assert exit_info.value.code == 128 + signal.SIGUSR2 and calls == [(signal.SIGUSR2, None)]
     record = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert record["status"] == "interrupted" and "SIGUSR2" in record["error"]
 
 
 def test_a_requeued_slurm_job_resumes_by_itself(compose_cfg, monkeypatch):
-    from oodlab.cli import train
+    from oodlab.run.train import train
 
     cfg = compose_cfg(["debug=fast", "logger=none", "plots=false"])
     first, _ = train(cfg)
@@ -243,8 +243,8 @@ def test_a_requeued_slurm_job_resumes_by_itself(compose_cfg, monkeypatch):
 
 
 def test_resume_runs_a_failed_job_again_from_the_start(compose_cfg, caplog):
-    from oodlab.cli import train
     from oodlab.outputs.record import RunRecord
+    from oodlab.run.train import train
 
     cfg = compose_cfg(["debug=fast", "logger=none"])
     assert train(cfg)[0]["status"] == "ok"
@@ -259,7 +259,7 @@ def test_resume_runs_a_failed_job_again_from_the_start(compose_cfg, caplog):
 
 
 def test_resume_into_another_jobs_directory_keeps_its_results_aside(compose_cfg):
-    from oodlab.cli import train
+    from oodlab.run.train import train
 
     first, _ = train(compose_cfg(["debug=fast", "logger=none"]))
     assert first["run"]["loss_params"]["tau"] == 0.04

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import oodlab
-from oodlab.cli import train
+from oodlab.run.train import train
 
 TAUS = (0.005, 0.04, 0.5)
 
