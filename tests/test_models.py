@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 
 import oodlab.models
 from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.models import create_backbone
 
 CIFAR_MODELS = ["wrn40_2", "densenet_bc100", "resnet18_cifar", "resnet34_cifar"]
+#: every architecture oodlab registers, read from timm's registry: the generic tests cover a new
+#: one unedited
+OODLAB_MODELS = oodlab.models.oodlab_model_names()
+MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
 
 
 def _bn(c: int) -> int:
@@ -124,14 +131,45 @@ def test_single_channel_input(name: str) -> None:
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", [*CIFAR_MODELS, "small_cnn"])
+@pytest.mark.parametrize("name", OODLAB_MODELS)
 def test_pretrained_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model(name, pretrained=True)
 
 
 def test_registered_as_oodlab_models() -> None:
-    assert set(CIFAR_MODELS) | {"small_cnn"} <= set(oodlab.models.oodlab_model_names())
+    assert set(CIFAR_MODELS) | {"small_cnn"} <= set(OODLAB_MODELS)
+    # timm's registry is the only one: no oodlab-side copy of it
+    assert not hasattr(oodlab.models, "BACKBONES")
+    assert not oodlab.models.is_oodlab_model("resnet18") and oodlab.models.is_oodlab_model(
+        "small_cnn"
+    )
+
+
+@pytest.mark.parametrize("name", OODLAB_MODELS)
+def test_timm_builds_it_with_timms_interface(name: str) -> None:
+    model = timm.create_model(name, num_classes=3).eval()
+    size = model.pretrained_cfg["input_size"]
+    x = torch.randn(2, *size)
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert pooled.shape == (2, model.num_features) and model.get_classifier().out_features == 3
+
+
+@pytest.mark.parametrize("name", OODLAB_MODELS)
+def test_an_unknown_keyword_is_refused_by_name(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"model\.backbone_kwargs=\{'dropuot': 0\.1\}") as info:
+        create_backbone(name, 3, dropuot=0.1)
+    assert "drop_rate" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.stem)
+def test_every_model_config_builds(path: Path) -> None:
+    cfg = OmegaConf.load(path)
+    kwargs = OmegaConf.to_container(cfg.backbone_kwargs)
+    in_chans = 1 if cfg.backbone == "small_cnn" else 3
+    assert create_backbone(cfg.backbone, in_chans, **kwargs).num_features > 0
 
 
 def test_unknown_backbone_lists_oodlab_models() -> None:

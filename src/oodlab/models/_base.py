@@ -1,33 +1,47 @@
-"""What oodlab's backbones share: their registration (in timm's registry and oodlab's), timm's
-classifier interface over a pooled feature map, the reference weight init, and the refusal of
-pretrained weights they do not have."""
+"""What oodlab's backbones share: their registration in timm's registry, the check of their
+keyword arguments, timm's classifier interface over a pooled feature map, the reference weight
+init, and the refusal of pretrained weights they do not have."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, TypeVar
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from torch import Tensor, nn
 
-from oodlab._infra.registry import Registry
 from oodlab.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
+M = TypeVar("M", bound=nn.Module)
 
-#: oodlab's own architectures for small images; timm's registry holds them too
-BACKBONES: Registry[Callable[..., nn.Module]] = Registry(
-    "backbone", hint="Any timm architecture also works (see timm.list_models())."
-)
+#: what ``timm.create_model`` hands every factory besides the model's own arguments
+TIMM_FACTORY_ARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
 def register_backbone(fn: F) -> F:
-    """Register a model factory in timm's registry (so ``timm.create_model`` builds it) and in
-    :data:`BACKBONES` (so error messages can list oodlab's small-image models)."""
-    register_model(fn)
-    BACKBONES.register(fn.__name__)(fn)
-    return fn
+    """Register a model factory in timm's registry, so ``timm.create_model`` builds it; timm's
+    registry is the only one (:func:`oodlab.models.oodlab_model_names` reads it)."""
+    return register_model(fn)
+
+
+def build_backbone(
+    cls: type[M], name: str, pretrained: bool, kwargs: Mapping[str, Any], **defaults: Any
+) -> M:
+    """``cls(**defaults, **kwargs)`` for the factory ``name``, after timm's own factory arguments
+    are set aside. A keyword ``cls`` does not take (a typo in ``model.backbone_kwargs``) is a
+    ConfigError naming it and the accepted ones, never silently ignored."""
+    no_pretrained(name, pretrained)
+    own = {k: v for k, v in kwargs.items() if k not in TIMM_FACTORY_ARGS}
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = {k: v for k, v in own.items() if k not in accepted}
+    if unknown:
+        raise ConfigError(
+            "model.backbone_kwargs", unknown, f"keys {name} accepts: {', '.join(accepted)}"
+        )
+    return cls(**{**defaults, **own})
 
 
 def init_weights(module: nn.Module) -> None:

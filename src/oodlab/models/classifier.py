@@ -9,13 +9,21 @@ from torch import Tensor, nn
 
 from oodlab.errors import UnknownNameError
 from oodlab.losses.base import LossHead
-from oodlab.models._base import BACKBONES
 from oodlab.models.pretrained import load_weights, pretrained_file
 
 
+def is_oodlab_model(name: str) -> bool:
+    """Whether timm's registry holds ``name`` (tag allowed) as one of oodlab's architectures."""
+    from timm.models import get_arch_name, is_model, model_entrypoint
+
+    arch = get_arch_name(name)
+    return is_model(arch) and model_entrypoint(arch).__module__.startswith("oodlab.")
+
+
 def oodlab_model_names() -> list[str]:
-    """The architectures oodlab registers in timm (the ones meant for small images)."""
-    return BACKBONES.names()
+    """The architectures oodlab registers in timm (the ones meant for small images), read
+    from timm's registry."""
+    return [name for name in timm.list_models() if is_oodlab_model(name)]
 
 
 def create_backbone(
@@ -42,7 +50,7 @@ def create_backbone(
             hint=f"oodlab's small-image models: {', '.join(oodlab_model_names())}. "
             "Any timm architecture also works (see timm.list_models()).",
         )
-    if pretrained and name not in BACKBONES:
+    if pretrained and not is_oodlab_model(name):
         # timm loads the file we found (cached or downloaded): it drops the classifier and adapts
         # the first convolution to in_chans, and makes no network call of its own
         kwargs["pretrained_cfg_overlay"] = {"file": pretrained_file(name)}

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from oodlab._infra.validate import in_range, positive_int
 from oodlab.errors import ConfigError
-from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
+from oodlab.models._base import PooledBackbone, build_backbone, register_backbone
 
 __all__ = ["DenseNetCifar", "densenet_bc100"]
 
@@ -79,7 +79,6 @@ class DenseNetCifar(PooledBackbone):
         bottleneck: bool = True,
         drop_rate: float = 0.0,
         global_pool: str = "avg",
-        **_: Any,
     ):
         super().__init__()
         per_layer = 6 if bottleneck else 3  # convs per dense layer, times three blocks
@@ -116,6 +115,5 @@ class DenseNetCifar(PooledBackbone):
 @register_backbone
 def densenet_bc100(pretrained: bool = False, **kwargs: Any) -> DenseNetCifar:
     """DenseNet-BC-100, k=12, compression 0.5 (0.77 M parameters with 10 classes)."""
-    no_pretrained("densenet_bc100", pretrained)
-    kwargs = {"depth": 100, "growth_rate": 12, "compression": 0.5, "bottleneck": True, **kwargs}
-    return DenseNetCifar(**kwargs)
+    defaults = {"depth": 100, "growth_rate": 12, "compression": 0.5, "bottleneck": True}
+    return build_backbone(DenseNetCifar, "densenet_bc100", pretrained, kwargs, **defaults)

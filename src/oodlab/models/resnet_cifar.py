@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from oodlab._infra.validate import in_range
 from oodlab.errors import ConfigError
-from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
+from oodlab.models._base import PooledBackbone, build_backbone, register_backbone
 
 __all__ = ["ResNetCifar", "resnet18_cifar", "resnet34_cifar"]
 
@@ -62,7 +62,6 @@ class ResNetCifar(PooledBackbone):
         widths: Sequence[int] = (64, 128, 256, 512),
         drop_rate: float = 0.0,
         global_pool: str = "avg",
-        **_: Any,
     ):
         super().__init__()
         if len(layers) != len(widths) or not layers or min(layers) < 1:
@@ -94,8 +93,7 @@ class ResNetCifar(PooledBackbone):
 def _create(
     name: str, pretrained: bool, default_layers: tuple[int, ...], **kwargs: Any
 ) -> ResNetCifar:
-    no_pretrained(name, pretrained)
-    return ResNetCifar(**{"layers": default_layers, **kwargs})
+    return build_backbone(ResNetCifar, name, pretrained, kwargs, layers=default_layers)
 
 
 @register_backbone

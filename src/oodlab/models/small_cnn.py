@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
+from oodlab.models._base import PooledBackbone, build_backbone, register_backbone
 
 __all__ = ["SmallCNN", "small_cnn"]
 
@@ -37,7 +37,7 @@ def standardize_images(x: Tensor, eps: float = 1e-3) -> Tensor:
 
 
 class SmallCNN(PooledBackbone):
-    """Follows timm's model interface: ``num_classes=0`` makes ``forward`` return pooled features."""
+    """timm's model interface: ``num_classes=0`` makes ``forward`` return pooled features."""
 
     default_global_pool = "max"  # see the module docstring
     # PyTorch's default init: the figures in the module docstring were measured with it.
@@ -52,7 +52,6 @@ class SmallCNN(PooledBackbone):
         global_pool: str = "max",
         standardize: bool = False,
         act_bound: float | None = None,
-        **_: Any,
     ):
         """``standardize``: per-image standardisation of the input, which makes the network
         invariant to input scale and offset, f(a * x + b) = f(x) for a > 0 (a ReLU network's
@@ -79,5 +78,4 @@ class SmallCNN(PooledBackbone):
 @register_backbone
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     """Small 6-conv network for 28x28 inputs (~73 k parameters)."""
-    no_pretrained("small_cnn", pretrained)
-    return SmallCNN(**kwargs)
+    return build_backbone(SmallCNN, "small_cnn", pretrained, kwargs)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from oodlab._infra.validate import in_range, positive_int
 from oodlab.errors import ConfigError
-from oodlab.models._base import PooledBackbone, no_pretrained, register_backbone
+from oodlab.models._base import PooledBackbone, build_backbone, register_backbone
 
 __all__ = ["WideResNet", "wrn40_2"]
 
@@ -65,7 +65,6 @@ class WideResNet(PooledBackbone):
         widen_factor: int = 2,
         drop_rate: float = 0.3,
         global_pool: str = "avg",
-        **_: Any,
     ):
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
@@ -101,6 +100,6 @@ def wrn40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
     ``depth``, ``widen_factor`` and ``drop_rate`` kwargs give other variants, e.g.
     ``depth=28, widen_factor=10`` for WRN-28-10.
     """
-    no_pretrained("wrn40_2", pretrained)
-    kwargs = {"depth": 40, "widen_factor": 2, "drop_rate": 0.3, **kwargs}
-    return WideResNet(**kwargs)
+    return build_backbone(
+        WideResNet, "wrn40_2", pretrained, kwargs, depth=40, widen_factor=2, drop_rate=0.3
+    )
