@@ -278,7 +278,7 @@ def test_openood_corrupt_zip_and_missing_archive(tmp_path: Path, no_network):
         openood_ood_set(shape=(3, 32, 32), name="places365", root=str(tmp_path / "elsewhere"))
 
 
-# -- offline set and image helpers ------------------------------------------------------------------
+# -- offline set and image helpers ---------------------------------------------------------------
 def test_mnist5k_rgb_is_real_digits_at_cifar_shape(data_dir: Path):
     ood = mnist5k_ood_set(shape=(3, 32, 32), root=str(data_dir))
     assert ood.images.shape == (5000, 3, 32, 32)

@@ -13,7 +13,7 @@ The modules beside ``sources/`` are what every source shares: ``types`` (ImageTe
 SplitData), ``splits`` (the val/train-subset carving and statistics every ID loader ends
 with), ``imaging`` (decoding and fitting images), ``downloads`` (fetching and verifying
 archives), ``cache`` (the on-disk tensor cache); and what feeds training: ``datamodule`` and
-``loaders``. See the README's Data section.
+``loaders``. See docs/data.md.
 
 Names load lazily: importing the package (as every run does for the data module) does not pull
 in torchvision unless a torchvision-backed dataset is used.

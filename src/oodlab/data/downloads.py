@@ -70,7 +70,8 @@ def verify_archive(path: Path, archive: Archive) -> None:
             if actual != expected.lower():
                 raise CorruptDataError(
                     f"Checksum mismatch for {archive.dataset} archive {path}: expected {algorithm} "
-                    f"{expected}, got {actual}. Delete the file and download it again from {archive.source}."
+                    f"{expected}, got {actual}. Delete the file and download it again from "
+                    f"{archive.source}."
                 )
             return
     try:

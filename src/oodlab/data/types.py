@@ -22,11 +22,13 @@ class ImageTensors:
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise TypeError(
-                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+                "images must be uint8 (N, C, H, W), "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(
-                f"labels shape {tuple(self.labels.shape)} does not match {self.images.shape[0]} images"
+                f"labels shape {tuple(self.labels.shape)} does not match "
+                f"{self.images.shape[0]} images"
             )
 
     def __len__(self) -> int:

@@ -93,7 +93,8 @@ def odin_ood_set(
     download: bool = True,
     num_threads: int | None = None,
 ) -> ImageTensors:
-    """One of ODIN's OOD tarballs (LSUN-C/R, iSUN, TinyImageNet-C/R), md5-verified, as an OOD set."""
+    """One of ODIN's OOD tarballs (LSUN-C/R, iSUN, TinyImageNet-C/R), md5-verified, as an OOD
+    set."""
     if name not in ODIN_ARCHIVES:
         raise UnknownNameError("ODIN OOD set", name, ODIN_ARCHIVES)
     archive = ODIN_ARCHIVES[name]
@@ -135,16 +136,18 @@ def openood_ood_set(
     download: bool = True,
     num_threads: int | None = None,
 ) -> ImageTensors:
-    """An OOD set exactly as OpenOOD v1.5 lists it: ``benchmark_imglist/<benchmark>/test_<name>.txt``
-    over the images of ``images_classic/<name>`` (laid out as OpenOOD's download script does)."""
+    """An OOD set exactly as OpenOOD v1.5 lists it:
+    ``benchmark_imglist/<benchmark>/test_<name>.txt`` over the images of
+    ``images_classic/<name>`` (laid out as OpenOOD's download script does)."""
     if name not in OPENOOD_IMAGES:
         raise UnknownNameError("OpenOOD image set", name, OPENOOD_IMAGES)
     if benchmark not in ("cifar10", "cifar100"):
         raise ConfigError("ood.sets.<name>.benchmark", benchmark, "cifar10 or cifar100")
     base = Path(root).expanduser() / "openood"
     how = (
-        f"Run OpenOOD's scripts/download/download.py --contents datasets, put benchmark_imglist.zip and "
-        f"images_classic/{name}.zip in {base}, or install gdown (pip install 'oodlab[openood]') to let oodlab fetch them."
+        "Run OpenOOD's scripts/download/download.py --contents datasets, put "
+        f"benchmark_imglist.zip and images_classic/{name}.zip in {base}, or install gdown "
+        "(pip install 'oodlab[openood]') to let oodlab fetch them."
     )
     lists = _inner(
         ensure_extracted(OPENOOD_IMGLIST, base, download, how, into="imglist"), "benchmark_imglist"
@@ -167,7 +170,8 @@ def openood_ood_set(
 
 
 def _inner(folder: Path, name: str) -> Path:
-    """``folder/name`` if the archive wrapped its content in a folder of that name, else ``folder``."""
+    """``folder/name`` if the archive wrapped its content in a folder of that name, else
+    ``folder``."""
     return folder / name if (folder / name).is_dir() else folder
 
 

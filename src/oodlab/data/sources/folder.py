@@ -1,5 +1,5 @@
 """Your own images: a folder with one sub-folder per class as the in-distribution dataset,
-and any folder of images as an OOD set. No config file needed (see the README's Data section).
+and any folder of images as an OOD set. No config file needed (see docs/data.md, "Your own images").
 
 Files are listed the way torchvision's ImageFolder lists them (same extensions, same sorted
 class order), decoded once on a thread pool, and cached as uint8 tensors keyed by every
@@ -227,7 +227,8 @@ def folder_ood_set(
     cache_dir: str | None = None,
     num_threads: int | None = None,
 ) -> ImageTensors:
-    """Any folder (or archive) of images, at any depth, as an unlabeled OOD set fitted to ``shape``."""
+    """Any folder (or archive) of images, at any depth, as an unlabeled OOD set fitted to
+    ``shape``."""
     folder = resolve_folder(path, root, "ood.sets.<name>.path", "a folder of images")
     files = list_images(folder)
     if not files:

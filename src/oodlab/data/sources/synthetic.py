@@ -175,7 +175,8 @@ def font_glyphs(
 def gaussian_noise(
     *, shape: Shape, n: int = 1000, seed: int = 0, mean: float = 0.5, std: float = 0.25
 ) -> ImageTensors:
-    """i.i.d. N(mean, std²) pixels clipped to [0, 1] (the OE/LogitNorm noise: N(0, 0.5²) on [-1, 1])."""
+    """i.i.d. N(mean, std²) pixels clipped to [0, 1] (the OE/LogitNorm noise: N(0, 0.5²) on
+    [-1, 1])."""
     channels, height, width = generated_shape(n, shape)
     if std <= 0:
         raise ConfigError("ood.sets.<name>.std", std, "> 0")
