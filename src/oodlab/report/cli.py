@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default=",".join(DEFAULT_METRICS),
-        help=f"OOD metrics per set, comma-separated, from {', '.join(k for k in METRIC_LABELS if k not in ('acc', 'ece'))}",
+        help="OOD metrics per set, comma-separated, from "
+        f"{', '.join(k for k in METRIC_LABELS if k not in ('acc', 'ece'))}",
     )
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.add_argument(
@@ -115,7 +116,10 @@ def report(args: argparse.Namespace, console: Console, err: Console) -> Path:
     if "loss.tau" in table.keys and len(table.settings) > 1:
         # the tau search: each loss at its setting chosen on the validation pair
         chosen = comparison_table(table, chosen_settings(sweep))
-        text = "**Each loss at the setting chosen on the validation pair** (lowest mean validation objective; test sets never looked at)\n\n"
+        text = (
+            "**Each loss at the setting chosen on the validation pair** "
+            "(lowest mean validation objective; test sets never looked at)\n\n"
+        )
         text += to_markdown(chosen)
         (out / f"comparison_{table.score}.md").write_text(text)
         console.out(text, highlight=False)
@@ -128,7 +132,9 @@ def report(args: argparse.Namespace, console: Console, err: Console) -> Path:
             err.print(f"[yellow]plot skipped[/]: {line}", highlight=False)
     n_ok, n_failed = len(sweep.ok), len(sweep.failed)
     err.print(
-        f"{n_ok + n_failed} runs ({n_ok} ok, [{'bold red' if n_failed else 'green'}]{n_failed} failed[/]) in {len(table.settings)} settings"
+        f"{n_ok + n_failed} runs ({n_ok} ok, "
+        f"[{'bold red' if n_failed else 'green'}]{n_failed} failed[/]) "
+        f"in {len(table.settings)} settings"
     )
     if n_failed:
         err.print(failed_table(table))

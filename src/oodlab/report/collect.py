@@ -106,13 +106,16 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
             found += sorted(path.rglob(RESULTS_FILE), key=_natural_key)
         else:
             raise MissingResultsError(
-                f"{path} does not exist{' (resolved: ' + str(path.resolve()) + ')' if not path.is_absolute() else ''}. "
-                "Give a multirun directory, e.g. logs/multiruns/<date>, made by `python src/train.py -m ...`."
+                f"{path} does not exist"
+                f"{' (resolved: ' + str(path.resolve()) + ')' if not path.is_absolute() else ''}. "
+                "Give a multirun directory, e.g. logs/multiruns/<date>, "
+                "made by `python src/train.py -m ...`."
             )
     if not found:
         looked = ", ".join(str(p) for p in paths)
         raise MissingResultsError(
-            f"Found no {RESULTS_FILE} below {looked}. Run a sweep first: `python src/train.py -m loss=ce,logitnorm seed=0,1,2`."
+            f"Found no {RESULTS_FILE} below {looked}. Run a sweep first: "
+            "`python src/train.py -m loss=ce,logitnorm seed=0,1,2`."
         )
     return list(dict.fromkeys(p.resolve() for p in found))
 
@@ -239,13 +242,13 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
     ok_settings = [s for s, r in zip(settings, records) if r["status"] == "ok"] or settings
     keys = swept_keys(ok_settings)
     all_keys = list(dict.fromkeys(k for s in settings for k in s))
-    for record, setting in zip(records, settings):
+    for row, setting in zip(records, settings):
         for key in all_keys:
-            record[key] = setting.get(key, ABSENT)
-        record["setting"] = json.dumps({k: _hashable(setting.get(k)) for k in keys}, default=str)
+            row[key] = setting.get(key, ABSENT)
+        row["setting"] = json.dumps({k: _hashable(setting.get(k)) for k in keys}, default=str)
     runs_overrides = [(r.get("run") or {}).get("overrides") or [] for r in results.values()]
-    for record, changed in zip(records, distinct_overrides(runs_overrides)):
-        record["changed"] = changed
+    for row, changed in zip(records, distinct_overrides(runs_overrides)):
+        row["changed"] = changed
     front = ["run_dir", "status", "error", "seed", *keys, "setting", "changed", "overrides"]
     runs = pd.DataFrame.from_records(records)
     runs = runs[[*front, *[c for c in runs.columns if c not in front]]]

@@ -62,7 +62,8 @@ def plot_param_sweep(
     """
     if param not in table.keys:
         raise NothingToPlotError(
-            f"{key_label(param)} was not swept in these runs (swept: {', '.join(map(key_label, table.keys))}); "
+            f"{key_label(param)} was not swept in these runs "
+            f"(swept: {', '.join(map(key_label, table.keys))}); "
             f"a {key_label(param)} plot needs runs at two or more values of {param}."
         )
     for col in (ood_column, id_column):
@@ -321,8 +322,8 @@ def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
     axes[0].set_title("(a) training loss per epoch")
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    tau, loss, spread = (np.array(v) for v in zip(*points))
-    grid = np.geomspace(min(tau.min(), 0.005) / 1.5, max(tau.max(), 1.0), 200)
+    tau_values, last_loss, loss_std = (np.array(v) for v in zip(*points))
+    grid = np.geomspace(min(tau_values.min(), 0.005) / 1.5, max(tau_values.max(), 1.0), 200)
     axes[1].plot(
         grid,
         [logitnorm_bound(t, int(classes)) for t in grid],
@@ -331,9 +332,9 @@ def plot_loss_bound(sweep: Sweep, path: str | Path | None = None) -> Figure:
         label=f"bound log(1+(K-1)e^(-2/tau)), K={classes}",
     )
     axes[1].errorbar(
-        tau,
-        loss,
-        yerr=spread,
+        tau_values,
+        last_loss,
+        yerr=loss_std,
         marker="o",
         ms=4,
         capsize=3,

@@ -212,8 +212,8 @@ def _n_label(table: SweepTable, setting: str) -> str:
 def caption(table: SweepTable) -> str:
     fixed = ", ".join(f"{key_label(k)}={value_label(v)}" for k, v in table.fixed.items())
     text = (
-        f"Score {table.score}; metrics in %, mean ± sample std over n seeds; best per column in bold "
-        "(lowest FPR95 and ECE, highest otherwise)."
+        f"Score {table.score}; metrics in %, mean ± sample std over n seeds; "
+        "best per column in bold (lowest FPR95 and ECE, highest otherwise)."
     )
     return f"{text} Fixed: {fixed}." if fixed else text
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +26,7 @@ def log_report(
     table: SweepTable,
     group: str,
     project: str = "oodlab",
-    mode: str = "offline",
+    mode: Literal["online", "offline", "disabled"] = "offline",
     out_dir: str | Path | None = None,
     plots: Iterable[Path] = (),
     config: Mapping[str, Any] | None = None,
