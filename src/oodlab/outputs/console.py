@@ -53,7 +53,8 @@ def results_table(record: RunRecord, title: str | None = None) -> Table:
     """One row per (score, OOD set): FPR95 (lower is better), AUROC, AUPR-In, AUPR-Out, in %."""
     run = record.run
     title = title or (
-        f"{run.dataset or '?'} | {run.backbone or '?'} | loss={run.loss or '?'} {run.loss_params} | seed={run.seed}"
+        f"{run.dataset or '?'} | {run.backbone or '?'} | loss={run.loss or '?'} "
+        f"{run.loss_params} | seed={run.seed}"
     )
     table = Table(title=title, caption=caption(record), show_lines=False)
     for col in (
@@ -95,11 +96,15 @@ def results_table(record: RunRecord, title: str | None = None) -> Table:
 def caption(record: RunRecord) -> str:
     id_part, cal = record.id or {}, record.calibration
     lines = [
-        f"ID test: acc {_pct(id_part.get('acc'))}%, n={id_part.get('n', '?')}. Metrics in %; FPR95 lower is better."
+        f"ID test: acc {_pct(id_part.get('acc'))}%, n={id_part.get('n', '?')}. "
+        "Metrics in %; FPR95 lower is better."
     ]
     ece = f"ECE {_pct(id_part.get('ece'))}% (raw logits)"
     if cal:
-        ece += f", {_pct(cal['ece_after'])}% after temperature scaling (T={cal['temperature']:.3g}, fitted on ID val)"
+        ece += (
+            f", {_pct(cal['ece_after'])}% after temperature scaling "
+            f"(T={cal['temperature']:.3g}, fitted on ID val)"
+        )
     lines.append(ece)
     # the note explains a high raw ECE only: at least 10% and more than twice the scaled one
     if (

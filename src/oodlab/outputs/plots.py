@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,7 +22,8 @@ def save(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", **({"dpi": dpi} if dpi else {}))
+    options: dict[str, Any] = {"dpi": dpi} if dpi else {}
+    fig.savefig(path, format="png", **options)
     return path
 
 

@@ -28,7 +28,7 @@ def _array(values: Any) -> np.ndarray:
 def save_scores(
     run_dir: str | Path, id_scores: Mapping[str, Any], ood_scores: Mapping[str, Mapping[str, Any]]
 ) -> Path:
-    arrays = {f"id/{score}": _array(values) for score, values in id_scores.items()}
+    arrays: dict[str, Any] = {f"id/{score}": _array(values) for score, values in id_scores.items()}
     for score, per_set in ood_scores.items():
         arrays |= {
             f"ood/{score}/{set_name}": _array(values) for set_name, values in per_set.items()

@@ -169,7 +169,7 @@ def run_info(
     head = getattr(model, "head", None)
     return RunInfo(
         loss=getattr(head, "name", None),
-        loss_params=head.hparams() if hasattr(head, "hparams") else {},
+        loss_params=head.hparams() if head is not None and hasattr(head, "hparams") else {},
         backbone=model.hparams.backbone if hasattr(model, "hparams") else str(cfg.get("arch")),
         dataset=dataset,
         seed=int(cfg.seed),
@@ -179,5 +179,6 @@ def run_info(
         experiment=cfg.get("experiment_name"),
         overrides=task_overrides(),
         num_classes=getattr(head, "num_classes", None),
+        outliers=getattr(model, "outliers_used", None),
         **extra,
     )

@@ -49,4 +49,4 @@ def plain(cfg: Any) -> Any:
 
 def config_dict(cfg: DictConfig) -> dict[str, Any]:
     """The run's config as plain values, without Hydra's own node (present under compose)."""
-    return {k: plain(v) for k, v in cfg.items() if k != "hydra"}
+    return {str(k): plain(v) for k, v in cfg.items() if k != "hydra"}

@@ -46,7 +46,7 @@ class SweepSummary(Callback):
         if not failed:
             return
         console = make_console(sys.stderr)
-        say = {"highlight": False, "soft_wrap": True}
+        say: dict[str, Any] = {"highlight": False, "soft_wrap": True}
         console.print(
             f"[bold red]{len(failed)} job(s) of the sweep did not finish[/] ({sweep_dir}):", **say
         )
