@@ -1,7 +1,8 @@
-"""Evaluate a saved checkpoint for OOD detection, without training.
+r"""Evaluate a saved checkpoint for OOD detection, without training.
 
 python src/eval.py ckpt_path=logs/runs/<run>/checkpoints/last.ckpt
-python src/eval.py ckpt_path=... eval.scores=[msp,energy,odin,knn] trainer=ddp trainer.accelerator=cpu
+python src/eval.py ckpt_path=... eval.scores=[msp,energy,odin,knn] \
+    trainer=ddp trainer.accelerator=cpu
 """
 
 import hydra

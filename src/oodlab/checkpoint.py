@@ -33,7 +33,8 @@ def load_checkpoint(
     if path is None or str(path).strip() == "":
         raise CheckpointError(
             "",
-            f"was not given. Pass ckpt_path=PATH, or arch=<timm or torchvision:name> weights=PATH for any other classifier. {HOW_TO_GET}",
+            "was not given. Pass ckpt_path=PATH, or arch=<timm or torchvision:name> "
+            f"weights=PATH for any other classifier. {HOW_TO_GET}",
         )
     path = Path(path).expanduser()
     if not path.is_file():
@@ -59,7 +60,7 @@ def load_checkpoint(
             "It may be truncated or not an oodlab checkpoint.",
         ) from exc
     task.eval()
-    monitor = next(
+    monitor: Any = next(
         (v for k, v in (raw.get("callbacks") or {}).items() if str(k).startswith("OODMonitor")), {}
     )
     return LoadedCheckpoint(

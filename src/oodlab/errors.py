@@ -55,7 +55,8 @@ class MissingFileError(OodlabError, FileNotFoundError):
 
 
 class MissingDataError(MissingFileError):
-    """Data that is not on disk. The message names the dataset, where we looked, and how to get it."""
+    """Data that is not on disk. The message names the dataset, where we looked, and how to get
+    it."""
 
     def __init__(self, dataset: str, looked_in: str, how_to_get: str):
         FileNotFoundError.__init__(
@@ -77,11 +78,12 @@ class NonFiniteLossError(OodlabError, FloatingPointError):
 def find_user_error(exc: BaseException) -> OodlabError | None:
     """Walk the cause/context chain (Hydra wraps instantiation errors) for an OodlabError."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OodlabError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OodlabError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 

@@ -64,7 +64,7 @@ class Preemption(L.Callback):
         if self._received is None:
             return
         loader = trainer.train_dataloader
-        if hasattr(loader, "mark_consumed"):
+        if loader is not None and hasattr(loader, "mark_consumed"):
             loader.mark_consumed(batch_idx + 1)
         trainer.save_checkpoint(self.path)
         signum, self._received = self._received, None

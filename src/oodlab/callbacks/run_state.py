@@ -52,7 +52,8 @@ class RunState(L.Callback):
         self._loader_state: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        # pickled-free types only (tuples, lists, ints, tensors): checkpoints load with weights_only=True
+        # pickled-free types only (tuples, lists, ints, tensors): checkpoints load with
+        # weights_only=True
         return {"rng": _plain(rng_states()), "wandb_id": self.wandb_id}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -80,6 +81,7 @@ class RunState(L.Callback):
         if (
             self._loader_state
             and self._loader_state.get("batches")
+            and loader is not None
             and hasattr(loader, "load_state_dict")
         ):
             loader.load_state_dict(self._loader_state)
