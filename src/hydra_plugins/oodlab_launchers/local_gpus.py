@@ -11,6 +11,7 @@ This module imports nothing heavy: Hydra imports every plugin at start-up, ``--h
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -74,8 +75,9 @@ def gpu_slots(gpus: Sequence[str], gpus_per_job: int) -> list[tuple[str, ...]]:
         )
     if len(gpus) < gpus_per_job:
         raise ValueError(
-            f"hydra.launcher.gpus_per_job={gpus_per_job} but this machine offers {len(gpus)} GPU(s) "
-            f"({', '.join(gpus) or 'none'}); set hydra.launcher.gpus, or use the basic launcher on a CPU"
+            f"hydra.launcher.gpus_per_job={gpus_per_job} but this machine offers "
+            f"{len(gpus)} GPU(s) ({', '.join(gpus) or 'none'}); set hydra.launcher.gpus, "
+            "or use the basic launcher on a CPU"
         )
     return [
         tuple(gpus[i : i + gpus_per_job])
@@ -154,10 +156,7 @@ class LocalGpusLauncher(Launcher):
         results: dict[int, JobReturn] = {}
         pending = list(enumerate(job_overrides))
         running: dict[Future, tuple[int, tuple[str, ...]]] = {}
-        # a fresh process per job (max_tasks_per_child=1): CUDA reads CUDA_VISIBLE_DEVICES once
-        with ProcessPoolExecutor(
-            max_workers=len(free), mp_context=get_context("spawn"), max_tasks_per_child=1
-        ) as pool:
+        with _fresh_process_per_job(len(free)) as pool:
             while pending or running:
                 while pending and free:
                     index, overrides = pending.pop(0)
@@ -178,6 +177,17 @@ class LocalGpusLauncher(Launcher):
                     results[index] = cloudpickle.loads(future.result())
                     free.append(slot)
         return [results[i] for i in range(len(job_overrides))]
+
+
+def _fresh_process_per_job(workers: int) -> ProcessPoolExecutor:
+    """A pool that starts a fresh process per job (max_tasks_per_child=1): CUDA reads
+    CUDA_VISIBLE_DEVICES once per process."""
+    if sys.version_info < (3, 11):
+        # ProcessPoolExecutor has max_tasks_per_child from Python 3.11 on
+        raise RuntimeError("hydra/launcher=local_gpus needs Python 3.11 or newer")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), max_tasks_per_child=1
+    )
 
 
 def _run_pickled(payload: bytes, gpus: tuple[str, ...], idx: int, overrides: list[str]) -> bytes:
