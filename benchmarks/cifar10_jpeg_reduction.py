@@ -39,13 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--archive",
         type=Path,
         default=DEFAULT_ARCHIVE,
-        help="CIFAR-10 as JPEG image folders: a .tar.gz or an extracted folder (default: %(default)s)",
+        help="CIFAR-10 as JPEG image folders: a .tar.gz or an extracted folder "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--data-dir",
         type=Path,
         default=REPO / "data",
-        help="git-ignored folder the archive is extracted into and caches live in (default: %(default)s)",
+        help="git-ignored folder the archive is extracted into and caches live in "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--out",

@@ -8,7 +8,8 @@ median of ``--repeats`` is reported with user and system CPU time:
   or with oodlab's garbage-collector settings (is oodlab's margin its own engineering?);
 * ``oodlab``: ``python src/train.py`` as a user runs it (W&B offline, plots, the console table);
 * ``oodlab, no logger/plots``: the same with ``logger=none plots=false``;
-* variants given with ``--variant NAME=OVERRIDES`` (e.g. ``--variant no-monitor='~callbacks.ood_monitor'``).
+* variants given with ``--variant NAME=OVERRIDES``
+  (e.g. ``--variant no-monitor='~callbacks.ood_monitor'``).
 
 Target: oodlab <= 1.15 x plain. The machine is shared: compare ratios from one run of this
 script, never times from different runs.

@@ -42,7 +42,8 @@ ALPHAS = [0.25, 0.5, 1, 2, 4, 8, 16]
 
 def train(loss: str, out: Path) -> Path:
     subprocess.run(
-        [sys.executable, "src/train.py", f"loss={loss}", "logger=none", "plots=false", f"hydra.run.dir={out}"],
+        [sys.executable, "src/train.py", f"loss={loss}", "logger=none", "plots=false",
+         f"hydra.run.dir={out}"],
         cwd=REPO, check=True, capture_output=True, env=dict(os.environ),
     )  # fmt: skip
     return out
@@ -132,7 +133,8 @@ def main() -> None:
             )
         cells = "  ".join(f"{name} {f:.1f}/{lg:.1f}" for name, (f, lg) in norms[set_name].items())
         print(
-            f"  {set_name:<22} mean {float(x.mean()):.3f}  contrast {local_contrast(x):.3f}  {cells}"
+            f"  {set_name:<22} mean {float(x.mean()):.3f}  "
+            f"contrast {local_contrast(x):.3f}  {cells}"
         )
 
     fig = Figure(figsize=(11, 3.8), dpi=130, layout="constrained")

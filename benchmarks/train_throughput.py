@@ -72,9 +72,10 @@ class StepTimer(L.Callback):
 def oodlab_steps(args: argparse.Namespace, data: ImageTensors) -> float:
     torch.manual_seed(0)
     task = OODClassificationTask(
-        backbone=args.model, loss={"_target_": "oodlab.losses.LogitNormHead", "tau": 0.04}, num_classes=10, in_chans=3,
-        mean=list(CIFAR_MEAN), std=list(CIFAR_STD), augment={"crop_padding": 4, "hflip": True}, optimizer=OPTIMIZER,
-        scheduler=None, channels_last=args.channels_last, compile=args.compile,
+        backbone=args.model, loss={"_target_": "oodlab.losses.LogitNormHead", "tau": 0.04},
+        num_classes=10, in_chans=3, mean=list(CIFAR_MEAN), std=list(CIFAR_STD),
+        augment={"crop_padding": 4, "hflip": True}, optimizer=OPTIMIZER, scheduler=None,
+        channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
     device = torch.device(args.device)
     timer = StepTimer(args.warmup, device)
@@ -168,7 +169,8 @@ def main() -> None:
         best["oodlab"] = min(best["oodlab"], oodlab_steps(args, data))
     rate = {k: timed * args.batch_size / v for k, v in best.items()}
     print(
-        f"{args.model}, batch {args.batch_size}, {args.precision}, {args.device}, channels_last={args.channels_last}, compile={args.compile}"
+        f"{args.model}, batch {args.batch_size}, {args.precision}, {args.device}, "
+        f"channels_last={args.channels_last}, compile={args.compile}"
     )
     for name in ("plain", "oodlab"):
         print(f"  {name:<7} {rate[name]:10.1f} images/s")
@@ -176,7 +178,8 @@ def main() -> None:
     if args.device.startswith("cuda"):
         flops = 3 * forward_flops(args.model)
         print(
-            f"  achieved: {rate['oodlab'] * flops / 1e12:.1f} TFLOP/s ({flops / 1e9:.2f} GFLOP per training image)"
+            f"  achieved: {rate['oodlab'] * flops / 1e12:.1f} TFLOP/s "
+            f"({flops / 1e9:.2f} GFLOP per training image)"
         )
         print(
             f"  200 epochs x 50,000 images: {200 * 50_000 / rate['oodlab'] / 60:.1f} min projected"
