@@ -121,9 +121,11 @@ def score_datasets(
     settings: list[dict[str, Any]],
     datasets: Mapping[str, tuple[EvalSet, Outputs]],
     train: Outputs | None,
+    val: Outputs | None = None,
 ) -> list[dict[str, Tensor]]:
     """For each setting, the scores of every dataset: from the cached outputs (fitted once per
-    setting), or by re-running the network for ``needs_model`` scores."""
+    setting), or by re-running the network for ``needs_model`` scores. ``val`` (the ID val
+    outputs) goes to ``needs_val`` scores only."""
     if cls.needs_model:
         per_set = {
             name: rerun_scores(run, cls, settings, data) for name, (data, _) in datasets.items()
@@ -132,7 +134,8 @@ def score_datasets(
     scored = []
     for setting in settings:
         score = cls(**setting)
-        score.fit(train if cls.needs_train else None, run.net)
+        extra = {"val": val} if cls.needs_val else {}
+        score.fit(train if cls.needs_train else None, run.net, **extra)
         scored.append({name: score.score(outputs) for name, (_, outputs) in datasets.items()})
     return scored
 
@@ -186,13 +189,20 @@ def run_evaluation(
             "val_ood": (val_ood, infer(run, val_ood)),
         }
     train = infer(run, id_train) if needs_train else None
+    # ID val outputs for needs_val scores (temperature scaling, KL matching): the validation
+    # pair's, or ID val inferred alone when there is no validation OOD set
+    val = None
+    if any(plan.cls.needs_val for plan in plans.values()):
+        if id_val is None:
+            raise ValueError("a score fits on the ID validation split but no id_val was given")
+        val = val_pair["val_id"][1] if val_pair is not None else infer(run, id_val)
 
     # 2. choose on the validation pair
     choices = {}
     for name, plan in plans.items():
         val_scores = None
         if val_pair is not None:
-            scored = score_datasets(run, plan.cls, plan.settings, val_pair, train)
+            scored = score_datasets(run, plan.cls, plan.settings, val_pair, train, val)
             val_scores = [(s["val_id"], s["val_ood"]) for s in scored]
         choices[name] = choose(plan, val_scores)
         log.info(
@@ -214,7 +224,7 @@ def run_evaluation(
     # 3. score the test sets
     datasets = {name: (data, outputs[name]) for name, data in test_sets.items()}
     scored = {
-        name: score_datasets(run, plan.cls, [choices[name].chosen], datasets, train)[0]
+        name: score_datasets(run, plan.cls, [choices[name].chosen], datasets, train, val)[0]
         for name, plan in plans.items()
     }
 

@@ -8,6 +8,9 @@ attributes, and evaluation provides exactly that:
   :meth:`Score.score_inputs_grid`;
 * ``needs_train``: :meth:`Score.fit` receives the ID *training* split's outputs (ReAct's
   percentile, Mahalanobis' means and covariance, KNN's feature bank);
+* ``needs_val``: :meth:`Score.fit` also receives the ID *validation* split's outputs, as
+  the keyword ``val`` (temperature scaling's T and KL matching's templates, fitted on ID val
+  as OpenOOD does); only these scores get the keyword;
 * ``needs_features``: it reads the penultimate features, so the model must expose them;
 * ``needs_head``: it runs or differentiates the model's last layer on cached features
   (ReAct, GradNorm); :meth:`Score.fit` finds it as ``model.head``.
@@ -60,6 +63,7 @@ class Score:
     name: ClassVar[str]
     needs_model: ClassVar[bool] = False
     needs_train: ClassVar[bool] = False
+    needs_val: ClassVar[bool] = False
     needs_features: ClassVar[bool] = False
     needs_head: ClassVar[bool] = False
     #: hyperparameters; a key fixed in eval.params skips the search for that key
@@ -80,7 +84,8 @@ class Score:
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         """Fit statistics on the ID training split (never on test data) and keep what the
         score needs from ``model``, whose ``head`` is the last layer. ``train`` is None
-        unless ``needs_train``."""
+        unless ``needs_train``. A ``needs_val`` score takes a keyword ``val`` as well (the ID
+        validation split's outputs), which evaluation passes to those scores only."""
 
     def score(self, outputs: Outputs) -> Tensor:
         raise NotImplementedError
