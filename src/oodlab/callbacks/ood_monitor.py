@@ -22,6 +22,10 @@ class OODMonitor(L.Callback):
     (with the epoch's mean training loss, ``train_loss``). It is saved in checkpoints, so a
     resumed run continues the curves.
     Only logit scores are monitored here: they need no extra forward pass.
+
+    The norms are of the evaluation logits ``head(features)`` for every head (in training,
+    of the loader's ID images only: the ``logits`` the task's training step returns), never
+    of a training-only transform; :class:`oodlab.losses.LossHead` defines them once.
     """
 
     def __init__(self, scores: list[str] | tuple[str, ...] = ("msp",)):
