@@ -20,7 +20,8 @@ from oodlab.run.runtime import config_dir
 # re-run (odin), training statistics (react, knn, mahalanobis) and the head (gradnorm)
 COMMON = [
     "debug=fast",
-    # 10 test batches, 5 per process; a 64-image OOD set is one batch, so one process scores none of it
+    # 10 test batches, 5 per process; a 64-image OOD set is one batch, so one process scores none
+    # of it
     "data.eval_batch_size=100",
     "eval.scores=[msp,energy,odin,gradnorm,react,knn,mahalanobis]",
     "eval.grids.odin.temperature=[1,1000]",

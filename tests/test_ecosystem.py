@@ -126,9 +126,7 @@ def test_resuming_a_fine_tuned_run_never_loads_the_starting_weights_again(
 def test_the_fine_tuning_experiment_composes(compose_cfg):
     cfg = compose_cfg(["experiment=finetune_folder", "data.dataset.path=/data/imgs"])
     assert cfg.model.pretrained is True and timm.is_model(cfg.model.backbone)
-    assert cfg.loss.name == "logitnorm" and cfg.data.dataset._target_.endswith(
-        "load_image_folder"
-    )
+    assert cfg.loss.name == "logitnorm" and cfg.data.dataset._target_.endswith("load_image_folder")
 
 
 # -- someone else's checkpoint ----------------------------------------------------------------
@@ -330,7 +328,10 @@ def test_help_imports_nothing_heavy(argv):
     import subprocess
 
     code = f"import sys, runpy; sys.argv = {argv!r}; "
-    code += "import atexit; atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'lightning', 'wandb') if m in sys.modules)));"
+    code += (
+        "import atexit; atexit.register(lambda: print('HEAVY', sorted(m for m in "
+        "('torch', 'lightning', 'wandb') if m in sys.modules)));"
+    )
     code += f"runpy.run_path({argv[0]!r}, run_name='__main__')"
     proc = subprocess.run(
         [sys.executable, "-c", code],

@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 def run_probe(tmp_path: Path, *args: str) -> list[dict]:
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "apps" / "gpu_probe.py"), "-m", "hydra/launcher=local_gpus", f"hydra.sweep.dir={sweep}", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        [sys.executable, str(REPO / "tests" / "apps" / "gpu_probe.py"), "-m",
+         "hydra/launcher=local_gpus", f"hydra.sweep.dir={sweep}", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/probe.json"))]

@@ -69,12 +69,15 @@ def fake_results(
         "schema": 1,
         "status": "ok",
         "run": {
-            "loss": loss, "loss_params": {"tau": tau} if loss == "logitnorm" else {}, "backbone": "small_cnn",
-            "dataset": "mnist5k", "seed": seed, "epochs": 2, "wall_s": 1.0, "device": "cpu", "overrides": overrides,
+            "loss": loss, "loss_params": {"tau": tau} if loss == "logitnorm" else {},
+            "backbone": "small_cnn", "dataset": "mnist5k", "seed": seed, "epochs": 2, "wall_s": 1.0,
+            "device": "cpu", "overrides": overrides,
         },
         "id": {"dataset": "mnist5k", "n": 100, "acc": acc, "ece": 0.05},
         "ood": {"msp": per_set},
-        "logit_norm": {"epoch": [0, 1], "train": [1.0, 2.0 + seed], "val_id": [1.0, 1.5], "ood": [0.5, 0.7]},
+        "logit_norm": {
+            "epoch": [0, 1], "train": [1.0, 2.0 + seed], "val_id": [1.0, 1.5], "ood": [0.5, 0.7]
+        },
         "val": {"objective": "val_ood/msp/fpr95", "objective_value": fpr},
     }  # fmt: skip
 
@@ -100,7 +103,8 @@ def fake_sweep(tmp_path: Path) -> Path:
             {"msp": {s: rng.random(64) * 0.5 for s in SETS}},
         )
     failed = {
-        "schema": 1, "status": "failed", "error": "loss.tau=-1 is not allowed: loss.tau must be > 0.",
+        "schema": 1, "status": "failed",
+        "error": "loss.tau=-1 is not allowed: loss.tau must be > 0.",
         "run": {"overrides": ["loss=logitnorm", "loss.tau=-1", "seed=0", "debug=fast"], "seed": 0},
     }  # fmt: skip
     write_results(tmp_path / "sweep" / str(len(jobs)), failed)
@@ -272,7 +276,8 @@ def test_report_command_on_grid_and_optuna_sweeps(
     out = tmp_path / "report"
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "src" / "report.py"), str(grid_sweep), str(optuna_study), "--out", str(out), "--wandb"],
+        [sys.executable, str(REPO / "src" / "report.py"), str(grid_sweep), str(optuna_study),
+         "--out", str(out), "--wandb"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -112,7 +112,8 @@ def build_optuna_study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path)
         )  # fmt: skip
         run_train(
             root, data_dir, *common, "hydra.sweeper.n_trials=1", "logger=none", "optimizer.lr=-1",
-            "hydra/launcher=submitit_local", f"hydra.sweep.dir={logs / 'optuna' / STUDY / 'session2'}",
+            "hydra/launcher=submitit_local",
+            f"hydra.sweep.dir={logs / 'optuna' / STUDY / 'session2'}",
             failed_jobs=1,
         )  # fmt: skip
 
@@ -219,7 +220,7 @@ def test_grid_runs_every_job_and_keeps_failures_apart(grid_sweep: Path):
     assert not any((grid_sweep / n / SCORES_FILE).exists() for n in failed)
 
 
-# -- the Optuna study --------------------------------------------------------------------------------
+# -- the Optuna study ----------------------------------------------------------------------------
 def study_trials(study_dir: Path) -> list[optuna.trial.FrozenTrial]:
     storage = f"sqlite:///{study_dir.parent / 'tau.db'}"
     return optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
