@@ -171,3 +171,29 @@ def test_default_score_of_a_plain_classifier_is_msp():
 
     assert resolve_scores(["default", "energy"], None, None) == {"msp": {}, "energy": {}}
     assert resolve_scores(["default"], None, "es") == {"es": {}}
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_callers_model_keeps_its_modes_and_batchnorm_statistics(sets, training):
+    """evaluate switches to eval mode while it runs, then hands back every submodule's own
+    training flag: a model passed in eval mode is not returned in train mode (batch-statistics
+    BatchNorm, active dropout), and a mixed state survives too."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(8, 4),
+    ).train(training)
+    model[5].train(not training)  # a submodule whose mode differs from its parent's
+    modes = {name: m.training for name, m in model.named_modules()}
+    stats = {k: v.clone() for k, v in model[1].state_dict().items()}
+    first = evaluate(model, sets)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    for key, value in model[1].state_dict().items():
+        assert torch.equal(value, stats[key]), key
+    # and the evaluation itself ran in eval mode: the same numbers again
+    assert evaluate(model, sets).ood == first.ood
