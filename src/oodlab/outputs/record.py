@@ -54,10 +54,12 @@ class RunInfo:
     #: evaluation of a saved model: the weights it read, and the processes it ran on
     checkpoint: str | None = None
     processes: int | None = None
+    #: the outlier set an outlier-exposure loss trained with (``outliers=``); absent: none
+    outliers: str | None = None
     #: keys this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
-    OPTIONAL = ("checkpoint", "processes", "num_classes")
+    OPTIONAL = ("checkpoint", "processes", "num_classes", "outliers")
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
