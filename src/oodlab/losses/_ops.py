@@ -68,3 +68,18 @@ def euclidean_distances(x: Tensor, prototypes: Tensor, eps: float = DIST_EPS) ->
     with no_autocast(x):
         diff = fp32(x).unsqueeze(1) - fp32(prototypes).unsqueeze(0)
         return diff.pow(2).sum(dim=2).clamp_min(eps).sqrt()
+
+
+def sample_beta(alpha: float, beta: float, device: torch.device) -> Tensor:
+    """One draw of Beta(alpha, beta) as a 0-d fp32 tensor on ``device``, drawn there (no host
+    read; torch's generator, so ``seed_everything`` makes it reproducible)."""
+    a = torch.tensor(float(alpha), device=device)
+    b = torch.tensor(float(beta), device=device)
+    return torch.distributions.Beta(a, b, validate_args=False).sample()
+
+
+def one_hot_probabilities(targets: Tensor, num_classes: int) -> Tensor:
+    """Class indices (N,) as fp32 one-hot rows; probabilities (N, K) as fp32, unchanged."""
+    if targets.ndim == 1:
+        return F.one_hot(targets.long(), num_classes).to(torch.float32)
+    return targets.to(torch.float32)
