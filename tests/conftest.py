@@ -27,6 +27,33 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def compose_config(
+    config_name: str = "train",
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    out: Path | None = None,
+    data_dir: Path | None = None,
+    log_dir: Path | None = None,
+) -> DictConfig:
+    """Compose conf/<config_name>.yaml like the entry point would: the one compose helper of the
+    tests. With ``out`` the config is the job's (Hydra's run dir and ``paths.output_dir``,
+    HydraConfig set, the directory made); ``data_dir`` and ``log_dir`` set ``paths``."""
+    preset = [
+        *([f"paths.data_dir={data_dir}"] if data_dir is not None else []),
+        *([f"paths.log_dir={log_dir}"] if log_dir is not None else []),
+        *([f"hydra.run.dir={out}"] if out is not None else []),
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config_name, overrides=[*preset, *overrides], return_hydra_config=True)
+    if out is not None:
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out)
+        out.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 @pytest.fixture
 def compose_cfg(data_dir: Path, tmp_path: Path):
     """Compose conf/<config_name>.yaml like the entry point would, with outputs in tmp_path."""
@@ -34,23 +61,13 @@ def compose_cfg(data_dir: Path, tmp_path: Path):
     def _compose(
         overrides: list[str] | tuple[str, ...] = (), config_name: str = "train"
     ) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            cfg = compose(
-                config_name,
-                overrides=[
-                    f"paths.data_dir={data_dir}",
-                    f"paths.log_dir={tmp_path / 'logs'}",
-                    f"hydra.run.dir={tmp_path / 'run'}",
-                    *overrides,
-                ],
-                return_hydra_config=True,
-            )
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
-        (tmp_path / "run").mkdir(parents=True, exist_ok=True)
-        return cfg
+        return compose_config(
+            config_name,
+            overrides,
+            out=tmp_path / "run",
+            data_dir=data_dir,
+            log_dir=tmp_path / "logs",
+        )
 
     yield _compose
     GlobalHydra.instance().clear()

@@ -8,13 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from oodlab.run.evaluate import evaluate_checkpoint
-from oodlab.run.runtime import config_dir
 
 # every code path: cached logit scores, a grid searched on the validation pair, a network
 # re-run (odin), training statistics (react, knn, mahalanobis) and the head (gradnorm)
@@ -34,18 +32,7 @@ TWO_PROCESSES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
 
 def compose_eval(out: Path, data_dir: Path, overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "eval",
-            overrides=[f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return cfg
+    return compose_config("eval", overrides, out=out, data_dir=data_dir)
 
 
 def assert_same_metrics(got: dict, want: dict) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
 from oodlab.cli import sweeper_value
@@ -129,12 +129,7 @@ def job_results(sweep_dir: Path) -> dict[str, dict]:
 # -- configs -------------------------------------------------------------------------------------
 @pytest.fixture
 def compose_hydra() -> Iterator[Callable[..., object]]:
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose("train", overrides=list(overrides), return_hydra_config=True)
-
-    yield _compose
+    yield lambda *overrides: compose_config("train", overrides)
     GlobalHydra.instance().clear()
 
 
