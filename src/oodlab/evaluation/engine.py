@@ -215,8 +215,9 @@ def run_evaluation(
     degenerate = [f"{name}: {c.degenerate}" for name, c in choices.items() if c.degenerate]
     if degenerate:
         log.warning(
-            "The validation pair cannot choose score settings (%s). Its OOD set is too easy, too "
-            "hard or looks more in-distribution than the ID data; choose another validation OOD set "
+            "The validation pair cannot choose score settings (%s). Its OOD set is too easy, "
+            "too hard or looks more in-distribution than the ID data; choose another validation "
+            "OOD set "
             "(ood.val on the command line, val_ood= in oodlab.evaluate).",
             "; ".join(degenerate),
         )

@@ -90,7 +90,8 @@ def find_head(model: nn.Module, name: str | None) -> nn.Module:
         raise ConfigError(
             "head",
             None,
-            "the name of the layer that computes the logits (the model has no nn.Linear to guess from)",
+            "the name of the layer that computes the logits "
+            "(the model has no nn.Linear to guess from)",
         )
     return linear[-1]
 

@@ -135,7 +135,13 @@ def choose(plan: ScorePlan, val_scores: Sequence[tuple[Tensor, Tensor]] | None) 
 
 def degenerate_reason(trials: Sequence[Mapping[str, Any]], val: Mapping[str, float]) -> str | None:
     if len(trials) > 1 and len({(t["fpr95"], t["auroc"]) for t in trials}) == 1:
-        return f"all {len(trials)} settings tie (val FPR95 {val['fpr95']:.3f}, AUROC {val['auroc']:.3f})"
+        return (
+            f"all {len(trials)} settings tie "
+            f"(val FPR95 {val['fpr95']:.3f}, AUROC {val['auroc']:.3f})"
+        )
     if val["auroc"] < 0.5:
-        return f"val AUROC {val['auroc']:.3f} < 0.5: the validation OOD set scores as more in-distribution than ID data"
+        return (
+            f"val AUROC {val['auroc']:.3f} < 0.5: the validation OOD set scores as more "
+            "in-distribution than ID data"
+        )
     return None
