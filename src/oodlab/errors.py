@@ -110,13 +110,17 @@ class CheckpointError(OodlabError, FileNotFoundError):
 class MissingWeightsError(OodlabError, FileNotFoundError):
     """Pretrained weights that are neither cached nor downloadable now."""
 
-    def __init__(self, name: str, reason: str, hub_offline: bool = False):
+    def __init__(
+        self, name: str, reason: str, hub_offline: bool = False, how_to_get: str | None = None
+    ):
         never_try = "" if hub_offline else " Set HF_HUB_OFFLINE=1 to never try the network."
+        how_to_get = how_to_get or (
+            "Get them once on a machine with network (they land in the Hugging Face cache, "
+            "~/.cache/huggingface, which HF_HOME moves), copy that cache here, or pass a local "
+            "file with model.weights=PATH (and model.pretrained=false)."
+        )
         super().__init__(
-            f"Pretrained weights for {name!r} are not available: {reason}. Get them once on a "
-            "machine with network (they land in the Hugging Face cache, ~/.cache/huggingface, "
-            "which HF_HOME moves), copy that cache here, or pass a local file with "
-            f"model.weights=PATH (and model.pretrained=false).{never_try}"
+            f"Pretrained weights for {name!r} are not available: {reason}. {how_to_get}{never_try}"
         )
 
 

@@ -33,6 +33,11 @@ class Preprocessing:
     def __post_init__(self) -> None:
         from oodlab.errors import ConfigError
 
+        # a config gives lists and ints: one canonical form, so equal preprocessings compare
+        # (and key caches) equal
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
         if self.crop < 1 or self.resize < self.crop:
             raise ConfigError(
                 "preprocessing", f"resize={self.resize} crop={self.crop}", "1 <= crop <= resize"
@@ -55,9 +60,7 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls(
-            **{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])}  # type: ignore[arg-type]
-        )
+        return cls(**data)
 
 
 #: ImageNet's standard evaluation preprocessing (torchvision's ResNet-50 IMAGENET1K_V1)

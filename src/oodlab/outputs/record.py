@@ -56,10 +56,13 @@ class RunInfo:
     processes: int | None = None
     #: the outlier set an outlier-exposure loss trained with (``outliers=``); absent: none
     outliers: str | None = None
+    #: the resize, crop, interpolation, mean and std images were evaluated with, and where they
+    #: came from (pretrained weights' own transforms); absent: the data's in-memory tensors
+    preprocessing: dict[str, Any] | None = None
     #: keys this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
-    OPTIONAL = ("checkpoint", "processes", "num_classes", "outliers")
+    OPTIONAL = ("checkpoint", "processes", "num_classes", "outliers", "preprocessing")
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from oodlab._infra.instantiate import instantiate
 from oodlab.callbacks import RunState
 from oodlab.data.datamodule import OODDataModule
+from oodlab.data.preprocessing import Preprocessing
 from oodlab.errors import ConfigError, UnknownNameError
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs import wandb_run
@@ -28,7 +29,10 @@ MODEL_KEYS = "backbone, backbone_kwargs, pretrained, weights, weights_prefix"
 LOGGER_EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
-def build_datamodule(cfg: DictConfig) -> OODDataModule:
+def build_datamodule(cfg: DictConfig, preprocessing: Preprocessing | None = None) -> OODDataModule:
+    """The data of the ``data`` and ``ood`` groups; ``preprocessing`` (pretrained weights' own)
+    replaces the data config's for the sources that decode images (image lists)."""
+    extra = {"preprocessing": preprocessing} if preprocessing is not None else {}
     dm = OODDataModule(
         dataset=cfg.data.dataset,
         ood_sets=cfg.ood.sets,
@@ -40,6 +44,7 @@ def build_datamodule(cfg: DictConfig) -> OODDataModule:
         cache_dir=cfg.paths.cache_dir,
         seed=int(cfg.seed),
         on_device=bool(cfg.data.get("on_device", True)),
+        **extra,
     )
     dm.setup()
     return dm
@@ -154,20 +159,58 @@ def build_fabric(cfg: DictConfig) -> Any:
     )
 
 
+def eval_preprocessing(cfg: DictConfig) -> Preprocessing | None:
+    """The preprocessing ``src/eval.py`` evaluates with: ``preprocessing=`` (a mapping, or the
+    name of torchvision weights whose transforms a local file was trained with), else the
+    published weights' own (``weights=IMAGENET1K_V1``, ``weights=pretrained``), else None (the
+    data config's)."""
+    from oodlab.models.published import is_published, published_weights
+
+    given = plain(cfg.get("preprocessing"))
+    arch, weights = str(cfg.get("arch") or ""), cfg.get("weights")
+    if isinstance(given, str):
+        if not arch.startswith("torchvision:"):
+            raise ConfigError(
+                "preprocessing", given, "a mapping (resize, crop, interpolation, mean, std)"
+            )
+        return published_weights(arch, given).preprocessing
+    if isinstance(given, dict):
+        return Preprocessing(**{**given, "source": "config"})
+    if arch and weights and is_published(arch, str(weights)):
+        return published_weights(arch, str(weights)).preprocessing
+    return None
+
+
 def build_plain_model(cfg: DictConfig, dm: OODDataModule) -> torch.nn.Module:
-    """``arch=<timm name>`` or ``arch=torchvision:<name>``, built for the data's classes and
-    channels, with the state dict of ``weights`` (keys may carry ``weights_prefix``)."""
+    """``arch=<timm name>`` or ``arch=torchvision:<name>``, with published weights
+    (``weights=IMAGENET1K_V1``, ``weights=pretrained``) or built for the data's classes and
+    channels with the state dict of a file (``weights=PATH``; keys may carry
+    ``weights_prefix``)."""
     import timm
 
     from oodlab.models.pretrained import load_weights
+    from oodlab.models.published import is_published, load_published, published_weights
 
     assert dm.data is not None
     arch, weights = str(cfg.arch), cfg.get("weights")
     if not weights:
         raise ConfigError(
-            "weights", weights, f"the path of the {arch} state dict to evaluate (weights=PATH)"
+            "weights",
+            weights,
+            f"the path of the {arch} state dict to evaluate (weights=PATH), or published "
+            "weights (a torchvision weights name such as IMAGENET1K_V1; pretrained for timm)",
         )
     classes, channels = dm.num_classes, dm.data.shape[0]
+    if is_published(arch, str(weights)):
+        published = published_weights(arch, str(weights))
+        if published.num_classes != classes:
+            raise ConfigError(
+                "data",
+                dm.data.name,
+                f"a dataset with the {published.num_classes} classes {published.name} predicts "
+                f"(this one has {classes})",
+            )
+        return load_published(published)
     if arch.startswith("torchvision:"):
         import torchvision
 

@@ -25,7 +25,13 @@ from oodlab.outputs import wandb_run
 from oodlab.outputs.console import print_results
 from oodlab.outputs.record import RESULTS_FILE, RunInfo, RunRecord, empty_history
 from oodlab.outputs.run_files import save_run_files
-from oodlab.run.build import build_datamodule, build_fabric, build_loggers, build_plain_model
+from oodlab.run.build import (
+    build_datamodule,
+    build_fabric,
+    build_loggers,
+    build_plain_model,
+    eval_preprocessing,
+)
 from oodlab.run.check import check_config
 from oodlab.run.runtime import plain, run_dir, task_overrides
 
@@ -57,12 +63,16 @@ def _evaluate_on(
     start = time.time()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("arch"):
-        dm = build_datamodule(cfg)
+        preprocessing = eval_preprocessing(cfg)
+        dm = build_datamodule(cfg, preprocessing)
         assert dm.data is not None
         model = scored = build_plain_model(cfg, dm).to(fabric.device)
-        normalize: Any = Normalize(dm.data.mean, dm.data.std)
+        # published weights are normalised with their own statistics, not the data's
+        stats = preprocessing or dm.data
+        normalize: Any = Normalize(tuple(stats.mean), tuple(stats.std))
         epochs, history = None, empty_history()
-        checkpoint = str(Path(str(cfg.weights)).expanduser().resolve())
+        weights = Path(str(cfg.weights)).expanduser()
+        checkpoint = str(weights.resolve()) if weights.exists() else str(cfg.weights)
     else:
         loaded = load_checkpoint(cfg.get("ckpt_path"), map_location="cpu")
         dm = build_datamodule(cfg)
@@ -83,6 +93,7 @@ def _evaluate_on(
         fabric.device,
         checkpoint=checkpoint,
         processes=fabric.world_size,
+        preprocessing=used_preprocessing(dm),
     )
     record.logit_norm = history
     choice = record.scores.get(str(cfg.eval.objective_score))
@@ -99,6 +110,12 @@ def _evaluate_on(
         print_results(record)
         log.info("results: %s", out / RESULTS_FILE)
     return record.to_json(), objective
+
+
+def used_preprocessing(dm: OODDataModule) -> dict[str, Any] | None:
+    """The preprocessing the data module decoded with (image-list sources), for the record."""
+    preprocessing = getattr(dm, "preprocessing", None)
+    return preprocessing.to_json() if preprocessing is not None else None
 
 
 def check_data_fits(task: Any, dm: OODDataModule) -> None:
