@@ -78,8 +78,11 @@ def sample_beta(alpha: float, beta: float, device: torch.device) -> Tensor:
     return torch.distributions.Beta(a, b, validate_args=False).sample()
 
 
-def one_hot_probabilities(targets: Tensor, num_classes: int) -> Tensor:
-    """Class indices (N,) as fp32 one-hot rows; probabilities (N, K) as fp32, unchanged."""
+def one_hot_probabilities(
+    targets: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Class indices (N,) as one-hot rows of ``dtype``; probabilities (N, K) as ``dtype``, or
+    as their own dtype when it is wider (float64 stays float64)."""
     if targets.ndim == 1:
-        return F.one_hot(targets.long(), num_classes).to(torch.float32)
-    return targets.to(torch.float32)
+        return F.one_hot(targets.long(), num_classes).to(dtype)
+    return targets.to(torch.promote_types(fp32(targets).dtype, dtype))

@@ -57,7 +57,7 @@ class FocalHead(LinearHead):
             gamma = torch.full_like(p, self.gamma)
             if self.adaptive:
                 gamma = torch.where(p.detach() < LOW_P, LOW_P_GAMMA, gamma)
-            t = one_hot_probabilities(targets, logits.shape[1]).to(log_p)
+            t = one_hot_probabilities(targets, logits.shape[1], log_p.dtype).to(log_p)
             # (1 - p)^gamma with a finite gradient at p = 1 (gamma >= 0)
             weight = (1.0 - p).clamp_min(0.0).pow(gamma)
             return -(t * weight * log_p).sum(dim=1).mean()

@@ -16,7 +16,7 @@ from torch import Tensor
 from oodlab._infra.validate import non_negative
 from oodlab.errors import ConfigError
 from oodlab.losses._ops import cross_entropy, one_hot_probabilities
-from oodlab.losses.base import register_loss
+from oodlab.losses.base import fp32, register_loss
 from oodlab.losses.ce import LinearHead
 
 
@@ -34,7 +34,8 @@ class LabelSmoothingHead(LinearHead):
             raise ConfigError("loss.epsilon", epsilon, "in [0, 1)")
 
     def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
-        probs = one_hot_probabilities(targets, logits.shape[1]).to(logits.device)
+        dtype = fp32(logits).dtype
+        probs = one_hot_probabilities(targets, logits.shape[1], dtype).to(logits.device)
         smoothed = (1.0 - self.epsilon) * probs + self.epsilon / logits.shape[1]
         return cross_entropy(logits, smoothed)
 
