@@ -11,7 +11,6 @@ This module imports nothing heavy: Hydra imports every plugin at start-up, ``--h
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -156,7 +155,7 @@ class LocalGpusLauncher(Launcher):
         results: dict[int, JobReturn] = {}
         pending = list(enumerate(job_overrides))
         running: dict[Future, tuple[int, tuple[str, ...]]] = {}
-        with _fresh_process_per_job(len(free)) as pool:
+        with FreshProcessPerJob(len(free)) as pool:
             while pending or running:
                 while pending and free:
                     index, overrides = pending.pop(0)
@@ -179,15 +178,29 @@ class LocalGpusLauncher(Launcher):
         return [results[i] for i in range(len(job_overrides))]
 
 
-def _fresh_process_per_job(workers: int) -> ProcessPoolExecutor:
-    """A pool that starts a fresh process per job (max_tasks_per_child=1): CUDA reads
-    CUDA_VISIBLE_DEVICES once per process."""
-    if sys.version_info < (3, 11):
-        # ProcessPoolExecutor has max_tasks_per_child from Python 3.11 on
-        raise RuntimeError("hydra/launcher=local_gpus needs Python 3.11 or newer")
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), max_tasks_per_child=1
-    )
+class FreshProcessPerJob:
+    """Runs each job in a process of its own, started for it: CUDA reads CUDA_VISIBLE_DEVICES
+    once per process. One single-worker executor per job rather than ``max_tasks_per_child=1``,
+    which ProcessPoolExecutor has only from Python 3.11 on."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._executors: list[ProcessPoolExecutor] = []
+
+    def submit(self, fn: Any, /, *args: Any) -> Future:
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        self._executors.append(executor)
+        future = executor.submit(fn, *args)
+        # the process ends with its job; nothing waits for the shutdown
+        future.add_done_callback(lambda _: executor.shutdown(wait=False))
+        return future
+
+    def __enter__(self) -> "FreshProcessPerJob":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=True)
 
 
 def _run_pickled(payload: bytes, gpus: tuple[str, ...], idx: int, overrides: list[str]) -> bytes:
