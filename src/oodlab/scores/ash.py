@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from oodlab.scores._posthoc import energy, kept_count, model_head, one_of, top_k_mask
+from oodlab.scores._posthoc import chunks, energy, kept_count, model_head, one_of, top_k_mask
 from oodlab.scores.base import HParam, Outputs, Score, percentile, register_score, run_head
 
 PERCENTILES = (65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
@@ -74,5 +74,13 @@ class ASH(Score):
         self.head = model_head(model)
 
     def score(self, outputs: Outputs) -> Tensor:
-        shaped = ash(outputs.features, self._hparams["percentile"], self._hparams["variant"])
-        return energy(run_head(self.head, shaped.float())).float()
+        scores = [
+            energy(
+                run_head(
+                    self.head,
+                    ash(block, self._hparams["percentile"], self._hparams["variant"]).float(),
+                )
+            ).float()
+            for block in chunks(outputs.features)
+        ]
+        return torch.cat(scores) if scores else outputs.features.new_zeros(0).float()

@@ -60,7 +60,8 @@ class ODIN(Score):
                 with torch.enable_grad():
                     x = images.detach().requires_grad_(True)
                     logits = model(x).float()
-                    # summed, not averaged: samples are independent in eval mode and only the sign is used
+                    # summed, not averaged: samples are independent in eval mode and only the
+                    # sign is used
                     loss = F.cross_entropy(logits / t, logits.argmax(dim=1), reduction="sum")
                     (input_grad,) = torch.autograd.grad(loss, x)
                 clean_logits = logits.detach()
@@ -102,7 +103,8 @@ class GradNorm(Score):
     the Wild" (NeurIPS 2021). The official code sums the loss over a whole batch, which mixes
     samples; here every sample gets its own gradient.
 
-    A linear head ``f = W h + b`` (an ``nn.Linear``, or a head whose ``linear_layer`` is one) has ``dKL/dW = (p - 1/K) h^T / T`` with ``p = softmax(f/T)``,
+    A linear head ``f = W h + b`` (an ``nn.Linear``, or a head whose ``linear_layer`` is one)
+    has ``dKL/dW = (p - 1/K) h^T / T`` with ``p = softmax(f/T)``,
     so the score is ``||p - 1/K||_1 * ||h||_1 / T``, read from cached features and logits. Any
     other head (IsoMax, IsoMax+, DisMax) is differentiated per sample with ``torch.func``
     (vmap over ``grad``) w.r.t. all of its parameters except biases. The official code uses
@@ -127,13 +129,15 @@ class GradNorm(Score):
         return self._autograd(outputs.features, t)
 
     @staticmethod
-    def _linear(outputs: Outputs, t: float) -> Tensor:
-        logits = outputs.logits.double()
-        p = (logits / t).softmax(dim=1)
-        k = logits.shape[1]
-        return (
-            (p - 1.0 / k).abs().sum(dim=1) * outputs.features.double().abs().sum(dim=1) / t
-        ).float()
+    def _linear(outputs: Outputs, t: float, chunk: int = 8192) -> Tensor:
+        scores = []
+        for i in range(0, len(outputs.logits), chunk):
+            logits = outputs.logits[i : i + chunk].double()
+            h = outputs.features[i : i + chunk].double()
+            p = (logits / t).softmax(dim=1)
+            k = logits.shape[1]
+            scores.append(((p - 1.0 / k).abs().sum(dim=1) * h.abs().sum(dim=1) / t).float())
+        return torch.cat(scores) if scores else outputs.logits.new_zeros(0).float()
 
     def _autograd(self, features: Tensor, t: float) -> Tensor:
         return per_sample_gradnorm(self.head, features, t, self.chunk_size)
@@ -142,7 +146,8 @@ class GradNorm(Score):
 def per_sample_gradnorm(
     head: nn.Module, features: Tensor, temperature: float, chunk_size: int = 256
 ) -> Tensor:
-    """``sum |dKL(u || softmax(head(h)/T))/dtheta|`` for each row ``h``, by autograd (torch.func)."""
+    """``sum |dKL(u || softmax(head(h)/T))/dtheta|`` for each row ``h``, by autograd
+    (torch.func)."""
     params = gradnorm_parameters(head)
     device = next(iter(params.values())).device
     buffers = dict(head.named_buffers())

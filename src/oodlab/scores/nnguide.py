@@ -9,7 +9,14 @@ from torch import Tensor, nn
 
 from oodlab._infra.validate import in_range
 from oodlab.errors import ConfigError
-from oodlab.scores._posthoc import energy, train_outputs
+from oodlab.scores._posthoc import (
+    chunks,
+    compute_device,
+    compute_dtype,
+    energy,
+    top_k_similarities,
+    train_outputs,
+)
 from oodlab.scores.base import HParam, Outputs, Score, positive_int, register_score
 
 #: the bank subsample is drawn with this seed, so a run is reproducible
@@ -67,18 +74,20 @@ class NNGuide(Score):
         size = min(n, max(int(self._hparams["alpha"] * n), k))
         picked = torch.randperm(n, generator=torch.Generator().manual_seed(BANK_SEED))[:size]
         picked = picked.sort().values
-        device = next(model.parameters(), torch.empty(0)).device
+        self.device = compute_device(model)
+        self.dtype = compute_dtype(self.device)
         features = train.features[picked].double()
         bank = unit_rows(features) * energy(train.logits[picked])[:, None]
-        self.bank = bank.to(device)
+        self.bank = bank.to(self.device, self.dtype)
 
     def score(self, outputs: Outputs) -> Tensor:
         k = self._hparams["K"]
         guidance = []
-        for i in range(0, len(outputs.features), self.chunk_rows):
-            query = unit_rows(outputs.features[i : i + self.chunk_rows].double())
-            similarity = query.to(self.bank.device) @ self.bank.T
-            guidance.append(similarity.topk(k, dim=1).values.mean(dim=1).cpu())
+        for h in chunks(outputs.features, self.chunk_rows):
+            query = unit_rows(h).to(self.device, self.dtype)
+            top = top_k_similarities(query, self.bank, k)
+            guidance.append(top.mean(dim=1).double().cpu())
         if not guidance:
             return outputs.features.new_zeros(0)
-        return (energy(outputs.logits) * torch.cat(guidance)).float()
+        energies = torch.cat([energy(f) for f in chunks(outputs.logits)])
+        return (energies * torch.cat(guidance)).float()

@@ -6,8 +6,12 @@ import torch
 from torch import Tensor, nn
 
 from oodlab.scores._posthoc import (
-    CHUNK,
     chunks,
+    class_covariance,
+    class_means,
+    compute_device,
+    compute_dtype,
+    exact_matmul,
     feature_mean,
     pinv_whitening,
     second_moment,
@@ -15,19 +19,7 @@ from oodlab.scores._posthoc import (
 )
 from oodlab.scores.base import Outputs, Score, register_score
 
-
-def class_means(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """The classes present among ``labels >= 0`` and their mean features (float64)."""
-    classes = torch.unique(labels[labels >= 0])
-    index = torch.searchsorted(classes, labels.clamp_min(0))
-    sums = torch.zeros(len(classes), features.shape[1], dtype=torch.float64)
-    counts = torch.zeros(len(classes), dtype=torch.float64)
-    for i, block in zip(range(0, len(features), CHUNK), chunks(features)):
-        rows = index[i : i + len(block)]
-        known = labels[i : i + len(block)] >= 0
-        sums.index_add_(0, rows[known], block[known])
-        counts.index_add_(0, rows[known], torch.ones(int(known.sum()), dtype=torch.float64))
-    return classes, sums / counts[:, None]
+__all__ = ["RMDS", "class_means"]
 
 
 @register_score
@@ -55,22 +47,36 @@ class RMDS(Score):
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         train = train_outputs(self, train)
         features, labels = train.features, train.labels
-        known = labels >= 0
-        if not bool(known.all()):
-            features, labels = features[known], labels[known]
+        self.device = compute_device(model)
+        dtype = compute_dtype(self.device)
         classes, means = class_means(features, labels)
-        centres = means[torch.searchsorted(classes, labels)]
-        self.whitening = pinv_whitening(second_moment(features, centres))
-        self.means = means @ self.whitening
-        global_mean = feature_mean(features)
-        self.background = pinv_whitening(second_moment(features, global_mean))
-        self.background_mean = global_mean @ self.background
+        whitening = pinv_whitening(class_covariance(features, labels, classes, means, self.device))
+        known = labels >= 0
+        if bool(known.all()):
+            global_mean = feature_mean(features, self.device)
+            background_cov = second_moment(features, global_mean, self.device)
+        else:  # over the labelled rows, without copying them out
+            counts = torch.bincount(
+                torch.searchsorted(classes, labels[known]), minlength=len(classes)
+            )
+            global_mean = (means * counts[:, None].double()).sum(dim=0) / int(known.sum())
+            everyone = global_mean.expand(len(classes), -1)
+            background_cov = class_covariance(features, labels, classes, everyone, self.device)
+        background = pinv_whitening(background_cov)
+        self.whitening = whitening.to(self.device, dtype)
+        self.means = (means @ whitening).to(self.device, dtype)
+        self.background = background.to(self.device, dtype)
+        self.background_mean = (global_mean @ background).to(self.device, dtype)
 
     def score(self, outputs: Outputs) -> Tensor:
         scores = []
-        for h in chunks(outputs.features):
-            z = h @ self.whitening
-            d2 = torch.cdist(z, self.means, compute_mode="donot_use_mm_for_euclid_dist").square()
-            background = (h @ self.background - self.background_mean).square().sum(dim=1)
-            scores.append(-d2.amin(dim=1) + background)
-        return torch.cat(scores).float() if scores else outputs.features.new_zeros(0)
+        dtype = compute_dtype(self.device)
+        with exact_matmul():
+            for h in chunks(outputs.features, device=self.device, dtype=dtype):
+                z = h @ self.whitening
+                d2 = torch.cdist(
+                    z, self.means, compute_mode="donot_use_mm_for_euclid_dist"
+                ).square()
+                background = (h @ self.background - self.background_mean).square().sum(dim=1)
+                scores.append((-d2.amin(dim=1) + background).cpu())
+        return torch.cat(scores).float() if scores else outputs.features.new_zeros(0).float()

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from oodlab.scores._posthoc import energy, kept_count, model_head, top_k_mask
+from oodlab.scores._posthoc import chunks, energy, kept_count, model_head, top_k_mask
 from oodlab.scores.base import HParam, Outputs, Score, percentile, register_score, run_head
 
 
@@ -53,5 +53,10 @@ class SCALE(Score):
         self.head = model_head(model)
 
     def score(self, outputs: Outputs) -> Tensor:
-        shaped = scale_features(outputs.features, self._hparams["percentile"])
-        return energy(run_head(self.head, shaped.float())).float()
+        scores = [
+            energy(
+                run_head(self.head, scale_features(block, self._hparams["percentile"]).float())
+            ).float()
+            for block in chunks(outputs.features)
+        ]
+        return torch.cat(scores) if scores else outputs.features.new_zeros(0).float()

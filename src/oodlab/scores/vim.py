@@ -10,7 +10,10 @@ from torch import Tensor, nn
 
 from oodlab.scores._posthoc import (
     chunks,
+    compute_device,
+    compute_dtype,
     energy,
+    exact_matmul,
     linear_weights,
     optional_positive_int,
     second_moment,
@@ -76,10 +79,14 @@ class ViM(Score):
         dim = self._hparams["dim"]
         dim = official_dim(feature_dim) if dim is None else dim
         # the official numpy.linalg.pinv cut-off: singular values below 1e-15 * the largest
-        self.origin = -(torch.linalg.pinv(weight, rtol=1e-15) @ bias)
-        covariance = second_moment(train.features, self.origin)
+        self.device = compute_device(model)
+        dtype = compute_dtype(self.device)
+        origin = -(torch.linalg.pinv(weight, rtol=1e-15) @ bias)
+        covariance = second_moment(train.features, origin, self.device)
         _, eigenvectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+        self.origin = origin.to(self.device, dtype)
         self.residual = eigenvectors[:, : max(feature_dim - dim, 0)].contiguous()
+        self.residual = self.residual.to(self.device, dtype)
         self.alpha = 0.0
         if self.residual.shape[1] == 0:
             log.warning(
@@ -91,15 +98,20 @@ class ViM(Score):
             return
         mean_residual = self._residual_norm(train.features).mean()
         if float(mean_residual) > 0:
-            max_logit = train.logits.double().amax(dim=1).mean()
-            self.alpha = float(max_logit / mean_residual)
+            max_logit = sum(float(f.amax(dim=1).sum()) for f in chunks(train.logits))
+            self.alpha = float(max_logit / len(train.logits) / mean_residual)
 
     def _residual_norm(self, features: Tensor) -> Tensor:
-        norms = [((h - self.origin) @ self.residual).norm(dim=1) for h in chunks(features)]
+        dtype = compute_dtype(self.device)
+        with exact_matmul():
+            norms = [
+                ((h - self.origin) @ self.residual).norm(dim=1).double().cpu()
+                for h in chunks(features, device=self.device, dtype=dtype)
+            ]
         return torch.cat(norms) if norms else torch.zeros(0, dtype=torch.float64)
 
     def score(self, outputs: Outputs) -> Tensor:
-        scores = energy(outputs.logits)
+        scores = torch.cat([energy(f) for f in chunks(outputs.logits)] or [torch.zeros(0)])
         if self.alpha:
             scores = scores - self.alpha * self._residual_norm(outputs.features)
         return scores.float()
