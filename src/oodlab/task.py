@@ -17,6 +17,7 @@ the logit-norm curves mean is defined once, for every head, in :class:`oodlab.lo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class OODClassificationTask(L.LightningModule):
+    #: the network's forward and the backbone's, compiled when ``compile``; kept out of the
+    #: module tree (set through ``__dict__``) so state_dict keys stay unchanged
+    _forward: Callable[[Tensor], Tensor]
+    _features: Callable[[Tensor], Tensor]
+
     def __init__(
         self,
         backbone: str,
@@ -64,8 +70,9 @@ class OODClassificationTask(L.LightningModule):
         outliers: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        # the run logs its own flat config (oodlab.run.train); the nested loss dict would overwrite `loss`.
-        # input_size (height, width) is only recorded: evaluating a checkpoint checks it
+        # the run logs its own flat config (oodlab.run.train); the nested loss dict would
+        # overwrite `loss`. input_size (height, width) is only recorded: evaluating a
+        # checkpoint checks it
         self.save_hyperparameters(logger=False)
         features = create_backbone(
             backbone,
@@ -75,7 +82,8 @@ class OODClassificationTask(L.LightningModule):
             weights_prefix=weights_prefix,
             **(backbone_kwargs or {}),
         )
-        head = build_loss_head(loss, in_features=features.num_features, num_classes=num_classes)
+        width: Any = features.num_features  # a timm model's int (nn.Module types it as Tensor)
+        head = build_loss_head(loss, in_features=int(width), num_classes=num_classes)
         # outliers: the `outliers` config group ({set, ratio, seed, cache_dir}; set null: none;
         # auto: true, or no config at all: the offline set for the heads that use outliers)
         if outliers is None:
@@ -107,14 +115,19 @@ class OODClassificationTask(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         # compiled forward kept out of the module tree, so state_dict keys stay unchanged
         self.__dict__["_forward"] = torch.compile(self.model) if compile else self.model
-        backbone = self.model.backbone
-        self.__dict__["_features"] = torch.compile(backbone) if compile else backbone
+        net = self.model.backbone
+        self.__dict__["_features"] = torch.compile(net) if compile else net
         # validate_args=False: the checks sync with the device on every update
         accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False)
         metrics = MetricCollection({"acc": accuracy})
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.nan_check_every = nan_check_every
+
+    @property
+    def hp(self) -> Any:
+        """The saved arguments (Lightning types ``hparams`` as a plain mapping)."""
+        return self.hparams
 
     @property
     def head(self) -> LossHead:
@@ -128,15 +141,15 @@ class OODClassificationTask(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.outlier_set is None or self._outlier_batches is not None:
             return
-        shape = (self.hparams.in_chans, *(self.hparams.input_size or ()))
-        dm = getattr(self.trainer, "datamodule", None)
-        if len(shape) != 3 and getattr(dm, "data", None) is not None:
-            shape = tuple(dm.data.shape)
+        shape = (self.hp.in_chans, *(self.hp.input_size or ()))
+        data = getattr(getattr(self.trainer, "datamodule", None), "data", None)
+        if len(shape) != 3 and data is not None:
+            shape = tuple(data.shape)
         if len(shape) == 3:  # else built at the first step, from the ID batch's shape
             self._build_outliers(shape)
 
     def _build_outliers(self, shape: tuple[int, ...]) -> None:
-        cfg = self.hparams.outliers or DEFAULT_OUTLIERS
+        cfg = self.hp.outliers or DEFAULT_OUTLIERS
         data = build_outlier_set(cfg, shape, cfg.get("cache_dir"))
         log.info("outliers: %s, %d images", self.outlier_set, len(data))
         # the batch size is fixed at the first step, from the ID batch (ratio x its size)
@@ -146,7 +159,7 @@ class OODClassificationTask(L.LightningModule):
         self._outlier_batches.to(self.device)
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp = self.hp
         opt_cfg = dict(hp.optimizer or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
         optimizer = instantiate(opt_cfg, params=self.parameters(), _convert_="all")
         if not hp.scheduler:
@@ -195,7 +208,7 @@ class OODClassificationTask(L.LightningModule):
         batches = self._outlier_batches
         assert batches is not None
         if batches.batch_size == 0:
-            cfg = self.hparams.outliers or DEFAULT_OUTLIERS
+            cfg = self.hp.outliers or DEFAULT_OUTLIERS
             ratio, default = cfg.get("ratio"), self.head.outlier_ratio
             batches.batch_size = outlier_batch_size(ratio, default, id_batch_size)
         return self._network_input(batches.batch(self.current_epoch, batch_idx), True)

@@ -29,7 +29,7 @@ class LinearHead(LossHead):
             return F.linear(fp32(features), self.fc.weight, self.fc.bias)
 
     @property
-    def linear_layer(self) -> nn.Linear:
+    def linear_layer(self) -> nn.Linear | None:
         return self.fc
 
 

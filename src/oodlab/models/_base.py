@@ -24,7 +24,8 @@ TIMM_FACTORY_ARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 def register_backbone(fn: F) -> F:
     """Register a model factory in timm's registry, so ``timm.create_model`` builds it; timm's
     registry is the only one (:func:`oodlab.models.oodlab_model_names` reads it)."""
-    return register_model(fn)
+    # timm types the decorator as returning a plain Callable; it returns fn itself
+    return register_model(fn)  # type: ignore[return-value]
 
 
 def build_backbone(

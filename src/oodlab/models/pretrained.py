@@ -94,19 +94,18 @@ def pretrained_file(name: str) -> str:
             except Exception as exc:  # no network, no such file, a proxy: try the next file
                 errors.append(f"{filename}: {type(exc).__name__}")
         raise _missing_weights(name, f"downloading {cfg.hf_hub_id} failed ({'; '.join(errors)})")
-    cached_url = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+    url = str(cfg.url)  # a pretrained cfg with neither file nor hub id has a URL (checked above)
+    cached_url = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
     if cached_url.is_file():
         return str(cached_url)
-    if hub_offline() or not reachable(cfg.url):
+    if hub_offline() or not reachable(url):
         raise _missing_weights(
-            name, f"offline and {cfg.url} is not in torch's hub cache ({cached_url.parent})"
+            name, f"offline and {url} is not in torch's hub cache ({cached_url.parent})"
         )
     try:
-        torch.hub.download_url_to_file(cfg.url, str(cached_url), progress=False)
+        torch.hub.download_url_to_file(url, str(cached_url), progress=False)
     except Exception as exc:
-        raise _missing_weights(
-            name, f"downloading {cfg.url} failed ({type(exc).__name__})"
-        ) from None
+        raise _missing_weights(name, f"downloading {url} failed ({type(exc).__name__})") from None
     return str(cached_url)
 
 

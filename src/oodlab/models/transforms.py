@@ -43,6 +43,9 @@ class BatchAugment(nn.Module):
 class Normalize(nn.Module):
     """uint8 or [0, 1] images -> the normalised input space the network (and ODIN) works in."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
