@@ -1,8 +1,10 @@
 """The LightningDataModule: one in-distribution dataset, its OOD suite and a validation OOD set.
 
-All images live in memory as uint8; the training and validation sets are moved to the
-training device once (``on_device``), and batches are indexed there (oodlab.data.loaders).
-The task converts, augments and normalises whole batches on the device.
+In-memory sets (every dataset but image lists) are uint8 tensors; the training and validation
+sets are moved to the training device once (``on_device``), and batches are indexed there
+(oodlab.data.loaders). Image-list sets (ImageNet) stream from their files through decoding
+workers (oodlab.data.streaming), as uint8 batches too. Either way the task converts, augments
+and normalises whole batches on the device.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from oodlab._infra.instantiate import instantiate
 from oodlab.data.cache import cached_tensors
 from oodlab.data.loaders import EvalBatches, TrainBatches
+from oodlab.data.preprocessing import Preprocessing
+from oodlab.data.streaming import StreamEvalBatches, StreamOptions, StreamTrainBatches
 from oodlab.data.types import ImageTensors, SplitData
 from oodlab.errors import ConfigError, UnknownNameError
 
@@ -56,18 +60,29 @@ def usable_ood_sets(ood_sets: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_ood_set(
-    cfg: DictConfig | Mapping, shape: tuple[int, int, int], cache_dir: str | Path | None
-) -> ImageTensors:
+    cfg: DictConfig | Mapping,
+    shape: tuple[int, int, int],
+    cache_dir: str | Path | None,
+    preprocessing: Preprocessing | None = None,
+    options: StreamOptions | None = None,
+) -> Any:
     """Instantiate one OOD set config (a ``_partial_`` builder) for the ID image shape.
 
     Synthetic sets are cached by a hash of their config and the shape, so later runs skip
-    cropping, rendering and resizing.
+    cropping, rendering and resizing. A ``streaming: true`` config (image lists) returns a
+    streaming Dataset, built with the ID data's ``preprocessing`` and loading ``options``.
     """
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    if cfg.get("streaming"):
+        settings = dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        settings.pop("streaming")
+        settings.pop("cacheable", None)
+        builder = instantiate(OmegaConf.create(settings), _convert_="all")
+        return builder(shape=shape, preprocessing=preprocessing, options=options)
     # `cacheable: false` marks builders that cache by file contents themselves (image folders)
     cacheable = bool(cfg.get("cacheable", True))
     if "cacheable" in cfg:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         resolved.pop("cacheable")
         cfg = OmegaConf.create(resolved)
     builder = instantiate(cfg, _convert_="all")
@@ -99,7 +114,11 @@ class OODDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         seed: int = 0,
         on_device: bool = True,
+        preprocessing: Preprocessing | None = None,
     ):
+        """``preprocessing``: when given (the pretrained weights' resize, crop and statistics),
+        image-list sources use it instead of their config's ``preprocessing:`` block; in-memory
+        sources ignore it. :attr:`preprocessing` is what was used (None: in-memory data)."""
         super().__init__()
         if batch_size < 1:
             raise ConfigError("data.batch_size", batch_size, "a positive integer")
@@ -118,24 +137,33 @@ class OODDataModule(L.LightningDataModule):
         self.data: SplitData | None = None
         # a small validation set can be one batch: the other processes then validate on none
         self.allow_zero_length_dataloader_with_multiple_devices = True
-        self.ood: dict[str, ImageTensors] = {}
-        self.val_ood: ImageTensors | None = None
+        self.ood: dict[str, Any] = {}
+        self.val_ood: Any = None
+        self.preprocessing_override = preprocessing
+        #: the preprocessing streaming sets were decoded with (None: all in memory)
+        self.preprocessing: Preprocessing | None = None
+        self.stream_options = StreamOptions()
 
     # -- building -------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
-        self.data = (
-            instantiate(self.dataset_cfg)
-            if isinstance(self.dataset_cfg, (DictConfig, dict))
-            else self.dataset_cfg
-        )
+        self.data = self._build_id_data()
         shape = self.data.shape
+        self.preprocessing = self.data.preprocessing
+        if self.data.streaming:
+            self.stream_options = getattr(self.data.train, "options", self.stream_options)
+        # streaming OOD sets are decoded as the ID images are (in-memory ID data: to its size)
+        pre, options = self.preprocessing, self.stream_options
         self.ood = {
-            name: build_ood_set(cfg, shape, self.cache_dir) for name, cfg in self.ood_cfgs.items()
+            name: build_ood_set(cfg, shape, self.cache_dir, pre, options)
+            for name, cfg in self.ood_cfgs.items()
         }
         if self.val_ood_cfg is not None:
-            self.val_ood = build_ood_set(self.val_ood_cfg, shape, self.cache_dir)
+            self.val_ood = build_ood_set(self.val_ood_cfg, shape, self.cache_dir, pre, options)
+        streaming = [k for k, v in self.ood.items() if not isinstance(v, ImageTensors)]
+        if self.preprocessing is None and streaming:
+            self.preprocessing = getattr(self.ood[streaming[0]], "preprocessing", None)
         log.info(
             "data: %s train=%d val=%d test=%d | OOD: %s",
             self.data.name,
@@ -144,6 +172,28 @@ class OODDataModule(L.LightningDataModule):
             len(self.data.test),
             ", ".join(f"{k}={len(v)}" for k, v in self.ood.items()),
         )
+
+    def _build_id_data(self) -> SplitData:
+        cfg = self.dataset_cfg
+        if not isinstance(cfg, (DictConfig, dict)):
+            return cfg
+        if self.preprocessing_override is not None and "preprocessing" in cfg:
+            # an image-list source: the weights' preprocessing replaces the config's block
+            return instantiate(cfg, preprocessing=self.preprocessing_override)
+        return instantiate(cfg)
+
+    def loading(self) -> dict[str, Any]:
+        """How streaming sets are read (for the run record): workers and decoder; {} when
+        every set is in memory."""
+        if self.data is None or (not self.data.streaming and self.preprocessing is None):
+            return {}
+        from oodlab.data.streaming import decode_choice
+
+        device, _, _ = self._placement()
+        choice = decode_choice(
+            self.stream_options.decode, device if device.type == "cuda" else None
+        )
+        return {"num_workers": self.stream_options.workers, "decode": choice.to_json()}
 
     @property
     def num_classes(self) -> int:
@@ -159,15 +209,26 @@ class OODDataModule(L.LightningDataModule):
         device = trainer.strategy.root_device if self.on_device else torch.device("cpu")
         return device, trainer.world_size, trainer.global_rank
 
-    def _placed(self, data: ImageTensors, device: torch.device) -> ImageTensors:
-        if data.images.device == device:
+    def _placed(self, data: Any, device: torch.device) -> Any:
+        if not isinstance(data, ImageTensors) or data.images.device == device:
             return data
         return ImageTensors(data.images.to(device), data.labels.to(device), data.classes)
 
-    def train_dataloader(self) -> TrainBatches:
+    def train_dataloader(self) -> TrainBatches | StreamTrainBatches:
         assert self.data is not None
         device, world, rank = self._placement()
         trainer = getattr(self, "trainer", None)
+        if not isinstance(self.data.train, ImageTensors):
+            root = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+            return StreamTrainBatches(
+                self.data.train,
+                self.batch_size,
+                seed=self.seed,
+                epoch=trainer.current_epoch if trainer is not None else 0,
+                world_size=world,
+                rank=rank,
+                device=root,
+            )
         return TrainBatches(
             self._placed(self.data.train, device),
             self.batch_size,
@@ -177,7 +238,7 @@ class OODDataModule(L.LightningDataModule):
             rank=rank,
         )
 
-    def val_dataloader(self) -> list[EvalBatches]:
+    def val_dataloader(self) -> list[EvalBatches | StreamEvalBatches]:
         """0: ID val; 1: the validation OOD set; 2: the OOD set whose logit norm is tracked."""
         assert self.data is not None
         device, world, rank = self._placement()
@@ -186,13 +247,23 @@ class OODDataModule(L.LightningDataModule):
             sets.append(self.val_ood)
         if self.curve_ood is not None:
             sets.append(self.curve_set())
-        return [
-            EvalBatches(self._placed(d, device), self.eval_batch_size, world, rank) for d in sets
-        ]
+        return [self._eval_batches(d, device, world, rank) for d in sets]
 
-    def curve_set(self) -> ImageTensors:
+    def _eval_batches(
+        self, data: Any, device: torch.device, world: int, rank: int
+    ) -> EvalBatches | StreamEvalBatches:
+        if isinstance(data, ImageTensors):
+            return EvalBatches(self._placed(data, device), self.eval_batch_size, world, rank)
+        trainer = getattr(self, "trainer", None)
+        root = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return StreamEvalBatches(
+            data, self.eval_batch_size, world_size=world, rank=rank, device=root, persistent=True
+        )
+
+    def curve_set(self) -> Any:
         """The tracked OOD set, or a fixed random ``curve_n`` of its images: the mean logit norm
         of a few hundred images is as good a curve, and it is computed every epoch."""
+        assert self.curve_ood is not None
         data = self.ood[self.curve_ood]
         if self.curve_n is None or self.curve_n >= len(data):
             return data

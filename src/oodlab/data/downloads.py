@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,3 +182,117 @@ def open_torchvision(
         raise MissingDataError(
             dataset, str(root), f"Downloading it failed ({_reason(exc)}). {how_to_get}"
         ) from exc
+
+
+# -- resumable downloads (large archives: OpenOOD's ImageNet OOD sets) ----------------------
+GDRIVE_URL = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
+
+
+class DownloadRefused(OSError):
+    """The server answered with a web page instead of the file (Google Drive's "quota
+    exceeded" or virus-scan pages)."""
+
+
+def download_resumable(
+    url: str,
+    path: Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    chunk: int = 1 << 20,
+) -> Path:
+    """Download ``url`` to ``path``, continuing ``<path>.part`` with an HTTP ``Range`` request
+    where an earlier attempt stopped (a server that ignores the range sends the whole file
+    again, and the part is restarted). The checksum, when given, is verified before the file
+    takes its name; on a mismatch the partial file is deleted and CorruptDataError raised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "oodlab"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not have:  # 416: the part is already the whole file
+            raise
+        response = None
+    if response is not None:
+        with response:
+            status = getattr(response, "status", None)
+            resumed = have and status == 206
+            content_type = response.headers.get("Content-Type", "") or ""
+            if content_type.startswith("text/html"):
+                raise DownloadRefused(f"{url} answered with a web page, not the file")
+            if have and not resumed:
+                log.info("%s ignored the range request: downloading it again", url)
+            elif resumed:
+                log.info("resuming %s at byte %d", url, have)
+            with part.open("ab" if resumed else "wb") as fh:
+                shutil.copyfileobj(response, fh, chunk)
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected:
+            actual = _digest(part, algorithm)
+            if actual != expected.lower():
+                part.unlink()
+                raise CorruptDataError(
+                    f"Checksum mismatch for {url} (saved as {path}): expected {algorithm} "
+                    f"{expected}, got {actual}. The partial file was deleted; run again to "
+                    "download it again."
+                )
+            break
+    os.replace(part, path)
+    return path
+
+
+def download_gdrive(file_id: str, path: Path, *, md5: str | None = None) -> Path:
+    """A Google Drive file, with gdown (``pip install 'oodlab[openood]'``, resumable) where
+    installed, else through Drive's direct download URL (resumable by HTTP range)."""
+    try:
+        import gdown
+    except ImportError:
+        return download_resumable(GDRIVE_URL.format(id=file_id), path, md5=md5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = gdown.download(id=file_id, output=str(path), quiet=False, resume=True)
+    except TypeError:  # a gdown without resume
+        result = gdown.download(id=file_id, output=str(path), quiet=False)
+    if not result or not path.is_file():
+        raise DownloadRefused(f"gdown could not download Google Drive file {file_id}")
+    if md5 and _digest(path, "md5") != md5.lower():
+        actual = _digest(path, "md5")
+        path.unlink()
+        raise CorruptDataError(
+            f"Checksum mismatch for {path}: expected md5 {md5}, got {actual}; deleted it, run "
+            "again to download it again."
+        )
+    return path
+
+
+def fetch_file(archive: Archive, path: Path, download: bool, manual: str) -> Path:
+    """``archive`` at exactly ``path``: used as it is when present (and verified), else
+    downloaded, resumably, if allowed. ``manual`` says how to get it by hand; every failure is
+    one MissingDataError that names the file, the URL and where the file goes."""
+    path = Path(path)
+    if not path.is_file():
+        where = f"Download {archive.source} (in a browser if needed) to {path} and run again."
+        if not download:
+            raise MissingDataError(archive.dataset, str(path), f"{where} {manual}".strip())
+        log.info("downloading %s -> %s", archive.source, path)
+        try:
+            if archive.gdrive_id:
+                download_gdrive(archive.gdrive_id, path, md5=archive.md5)
+            else:
+                download_resumable(str(archive.url), path, md5=archive.md5, sha256=archive.sha256)
+        except CorruptDataError:
+            raise
+        except Exception as exc:
+            raise MissingDataError(
+                archive.dataset,
+                str(path),
+                f"Downloading {archive.source} failed ({_reason(exc)}). {where} {manual}".strip(),
+            ) from exc
+    verify_archive(path, archive)
+    return path

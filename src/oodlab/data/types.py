@@ -1,11 +1,31 @@
-"""The in-memory representation every dataset is reduced to."""
+"""The in-memory representation every dataset is reduced to (and, for sets too large for
+memory such as ImageNet, the interface their streaming Datasets share with it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from oodlab.data.preprocessing import Preprocessing
+
+
+class ImageSet(Protocol):
+    """What a split of an ID dataset is: :class:`ImageTensors` (in memory) or a streaming
+    Dataset (oodlab.data.sources.image_list.ImageListDataset)."""
+
+    @property
+    def labels(self) -> Tensor: ...
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,16 +68,23 @@ class ImageTensors:
 
 @dataclass(frozen=True)
 class SplitData:
-    """An in-distribution dataset, split three ways."""
+    """An in-distribution dataset, split three ways. The splits are :class:`ImageTensors`,
+    or streaming Datasets for image lists (then ``preprocessing`` says how they are decoded)."""
 
     name: str
-    train: ImageTensors
-    val: ImageTensors
-    test: ImageTensors
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
     mean: tuple[float, ...]
     std: tuple[float, ...]
     #: ``held_out`` (not trained on) or ``train`` (drawn from the training images)
     val_from: str = "held_out"
+    #: how streaming splits are resized and cropped (None: in-memory tensors)
+    preprocessing: Preprocessing | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return not isinstance(self.train, ImageTensors)
 
     @property
     def num_classes(self) -> int:

@@ -66,6 +66,10 @@ class DatasetSet(LoaderSet):
         return -(-len(self) // batch_size)
 
     def batches(self, batch_size: int, indices: range) -> Iterator[Batch]:
+        # a streaming set (oodlab's image lists) reads itself: decoding workers, pinned memory
+        own = getattr(self.dataset, "eval_batches", None)
+        if callable(own):
+            return own(batch_size, indices)
         self.loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=False)
         return super().batches(batch_size, indices)
 
