@@ -19,6 +19,18 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
+class CacheSchema:
+    #: read and write the evaluation cache (oodlab.evaluation.cache)
+    enabled: bool = True
+    #: its directory; null: <paths.cache_dir>/outputs
+    dir: Any = None
+    #: float32 or float16
+    dtype: str = "float32"
+    #: rows written (and flushed) at a time
+    shard_rows: int = 65536
+
+
+@dataclass
 class EvalSchema:
     #: score names, plus ``default`` for the loss head's own score
     scores: Any = MISSING
@@ -28,6 +40,8 @@ class EvalSchema:
     grids: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the score whose validation FPR95 a sweeper minimises
     objective_score: Any = MISSING
+    #: the evaluation cache of logits, features and labels
+    cache: CacheSchema = field(default_factory=CacheSchema)
 
 
 def eval_schema() -> DictConfig:

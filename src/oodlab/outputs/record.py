@@ -99,6 +99,10 @@ class RunRecord:
     calibration: dict[str, Any] | None = None
     #: one line per problem a reader of the numbers must know (a degenerate validation pair)
     warnings: list[str] = field(default_factory=list)
+    #: the evaluation cache, when the run used one: ``dir``, ``dtype`` and ``sets``, per
+    #: dataset (id_test, each OOD set, id_val, val_ood, id_train) ``hit`` (read, no forward
+    #: pass), ``miss`` (inferred and written), ``uncached`` (no cheap key) or ``given``
+    cache: dict[str, Any] | None = None
     error: str | None = None
     traceback: str | None = None
     schema: int = SCHEMA_VERSION
@@ -119,6 +123,8 @@ class RunRecord:
         data["scores"] = {name: choice.to_json() for name, choice in self.scores.items()}
         data["calibration"] = self.calibration
         data["warnings"] = list(self.warnings)
+        if self.cache is not None:
+            data["cache"] = self.cache
         return data
 
     @classmethod
@@ -136,6 +142,7 @@ class RunRecord:
             },
             calibration=data.get("calibration"),
             warnings=list(data.get("warnings") or []),
+            cache=data.get("cache"),
             error=data.get("error"),
             traceback=data.get("traceback"),
             schema=int(data.get("schema", SCHEMA_VERSION)),
@@ -202,5 +209,6 @@ def build_record(
         record.scores = dict(evaluation.choices)
         record.calibration = evaluation.calibration
         record.warnings = list(evaluation.warnings)
+        record.cache = evaluation.cache
         record.evaluation = evaluation
     return record

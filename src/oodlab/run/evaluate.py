@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from oodlab.api import evaluate
 from oodlab.data.datamodule import OODDataModule
 from oodlab.errors import ConfigError
+from oodlab.evaluation.cache import eval_cache
 from oodlab.outputs import loggers as run_loggers
 from oodlab.outputs import wandb_run
 from oodlab.outputs.console import print_results
@@ -161,6 +162,8 @@ def evaluate_task(
         batch_size=cfg.data.eval_batch_size,
         device=device,
         dataset=dm.data.name,
+        cache=eval_cache(cfg),
+        preprocessing=getattr(dm, "preprocessing", None),
     )
 
 

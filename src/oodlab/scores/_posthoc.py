@@ -91,7 +91,12 @@ def map_rows(path: str | Path) -> Tensor:
     that :func:`chunks` reads from it are released from resident memory after use."""
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(fh)
         offset = fh.tell()
         if fortran:
             raise ValueError(f"{path}: a Fortran-ordered array cannot be mapped by rows")
