@@ -488,3 +488,22 @@ def test_eval_cli_on_image_lists(run_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "results.json").read_text())
     assert set(record["ood"]["msp"]) >= {"mine"}
+
+
+def test_train_cli_on_a_streaming_image_list(run_cli, tmp_path):
+    """Training reads streamed uint8 batches through the same task hooks (ImageNet-200
+    fine-tuning takes this path)."""
+    lists = make_list_root(tmp_path / "r", classes=2, per_class=12)
+    root = tmp_path / "r"
+    out = tmp_path / "train"
+    proc = run_cli(
+        "train.py", "data=image_list", f"data.dataset.root={root}",
+        f"data.dataset.train={lists['train']}", f"data.dataset.val={lists['val']}",
+        f"data.dataset.test={lists['test']}", "data.dataset.preprocessing.resize=20",
+        "data.dataset.preprocessing.crop=16", "data.num_workers=1", "data.batch_size=4",
+        "data.eval_batch_size=4", "ood=image_list", f"ood.val.list={lists['ood']}",
+        f"ood.val.root={root}", "trainer.max_epochs=1", "model=small_cnn",
+        "eval.scores=[msp]", "plots=false", "logger=none", f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "results.json").is_file()

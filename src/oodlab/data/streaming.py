@@ -244,6 +244,9 @@ class _Stream:
     """A DataLoader of decoding workers over ``dataset`` (an ImageListDataset), yielding
     (uint8 images, labels): on the CPU (pinned for a GPU), or decoded on the GPU."""
 
+    #: Lightning reads ``sampler`` (set_epoch) and ``batch_sampler`` of what it iterates
+    batch_sampler = None
+
     def __init__(
         self,
         dataset: Any,
