@@ -276,7 +276,8 @@ def test_wandb_runs_share_the_sweep_group_and_keep_best_val_fpr95(optuna_study: 
     for job in sorted(p for p in session.iterdir() if (p / "results.json").exists()):
         result = json.loads((job / "results.json").read_text())
         records = wandb_records(wandb_run_file(job))
-        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        # the run record, then an update when the run's own tags are added once it is built
+        run = [r.run for r in records if r.WhichOneof("record_type") == "run"][-1]
         assert run.run_group == session.name
         tau = result["run"]["loss_params"]["tau"]
         assert {"loss:logitnorm", "dataset:mnist5k", "backbone:small_cnn", f"tau:{tau}"} <= set(

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import Tensor
 from torchmetrics import MeanMetric
 
 from oodlab.metrics import OODMetrics
@@ -37,7 +38,7 @@ class OODMonitor(L.Callback):
         self._roles: list[str] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        dm = trainer.datamodule
+        dm: Any = getattr(trainer, "datamodule", None)
         self._roles = dm.val_loader_roles() if hasattr(dm, "val_loader_roles") else ["val_id"]
         device = pl_module.device
         # nan_strategy="disable": the NaN check would sync with the device on every update
@@ -90,7 +91,7 @@ class OODMonitor(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        pending = {}
+        pending: dict[str, float] = {}
         for role in ("val_id", "ood"):
             if role in self._roles:
                 pending[role] = float(self.norms[role].compute())
@@ -135,7 +136,8 @@ class OODMonitor(L.Callback):
         state: dict[str, Any] = {"history": self.history, "val_ood_history": self.val_ood_history}
         if hasattr(self, "loss"):
             state["running"] = {
-                name: {k: v.detach().cpu() for k, v in metric.metric_state.items()}
+                # the running means' states are tensors (MeanMetric: value, weight)
+                name: {k: v.detach().cpu() for k, v in _tensors(metric.metric_state).items()}
                 for name, metric in self._epoch_means().items()
             }
         return state
@@ -148,3 +150,7 @@ class OODMonitor(L.Callback):
             for key, value in (state_dict.get("running") or {}).get(name, {}).items():
                 setattr(metric, key, value.to(getattr(metric, key).device))
                 metric._update_count = 1
+
+
+def _tensors(state: dict[str, Any]) -> dict[str, Tensor]:
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}

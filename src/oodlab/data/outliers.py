@@ -175,7 +175,9 @@ def offline_outliers(*, shape: Shape, n: int = 5000, seed: int = 0) -> ImageTens
             im = _blobs(rng, 64)
         else:
             im = _crop(rng, pictures[int(rng.integers(len(pictures)))], 24)
-        images.append(im.convert("RGB").resize((width, height), Image.BICUBIC, reducing_gap=2.0))
+        images.append(
+            im.convert("RGB").resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        )
     order = rng.permutation(n)
     return ImageTensors.unlabeled(_as_tensor([images[i] for i in order], channels))
 
@@ -223,7 +225,7 @@ def tiny_images_300k(
     index = _sample(data.shape[0], n, seed)
     arr = np.asarray(data[np.sort(np.asarray(index, dtype=np.int64))])
     if (height, width) != arr.shape[1:3] or channels != 3:
-        pics = [Image.fromarray(a).resize((width, height), Image.BICUBIC) for a in arr]
+        pics = [Image.fromarray(a).resize((width, height), Image.Resampling.BICUBIC) for a in arr]
         return ImageTensors.unlabeled(_as_tensor(pics, channels))
     return ImageTensors.unlabeled(torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2))))
 
