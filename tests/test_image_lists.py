@@ -233,6 +233,16 @@ def test_evaluation_blocks_cover_every_image_once_across_processes(tmp_path):
         torch.cat([x for x, _ in StreamEvalBatches(data, 2, world_size=2, rank=r)]) for r in (0, 1)
     ]
     assert torch.equal(torch.cat(parts), whole) and len(whole) == 7
+    # the evaluation cache's key: stable, and it changes with the files and the preprocessing
+    key = data.cache_key()
+    assert key == data.cache_key() and key != data.subset([0, 1]).cache_key()
+    other = image_list_ood_set(
+        shape=(3, 8, 8),
+        list=str(lists["ood"]),
+        root=str(tmp_path),
+        preprocessing=PRE.__class__(9, 8),
+    )
+    assert other.cache_key() != key
 
 
 def test_oodlab_evaluate_reads_a_streaming_set(tmp_path):

@@ -8,10 +8,12 @@ when only a 32x32 thumbnail is wanted.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from oodlab.data.preprocessing import Preprocessing
 from oodlab.errors import ConfigError, CorruptDataError
 
 Shape = Sequence[int]
@@ -158,3 +161,48 @@ def generated_shape(n: int, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ValueError(f"shape must be (C, H, W), got {tuple(shape)}")
     return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+_PIL_INTERPOLATION = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+# -- ImageNet-style preprocessing of streamed sets (oodlab.data.sources.image_list) ----
+def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    """(width, height) after resizing the shorter side to ``resize``, as torchvision computes
+    it (the longer side truncated, not rounded)."""
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
+    """torchvision's CenterCrop box (left, top, right, bottom)."""
+    left, top = round((width - crop) / 2.0), round((height - crop) / 2.0)
+    return left, top, left + crop, top + crop
+
+
+def fit_pil(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
+    """Shorter side to ``resize``, then the centre ``crop``: torchvision's Resize + CenterCrop."""
+    size = resized_size(*image.size, preprocessing.resize)
+    if size != image.size:
+        image = image.resize(size, _PIL_INTERPOLATION[preprocessing.interpolation])
+    return image.crop(crop_box(*image.size, preprocessing.crop))
+
+
+def decode_image(
+    source: str | Path | bytes, preprocessing: Preprocessing, channels: int = 3
+) -> Tensor:
+    """One image file (or its bytes) -> uint8 (C, crop, crop). Raises OSError, ValueError or
+    PIL's UnidentifiedImageError on an unreadable file."""
+    mode = "L" if channels == 1 else "RGB"
+    fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    with Image.open(fp) as image:
+        image = fit_pil(image.convert(mode), preprocessing)
+        array = np.asarray(image, dtype=np.uint8)
+    if channels == 1:
+        array = array[..., None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

@@ -156,7 +156,7 @@ def resize_crop_tensor(image: Tensor, preprocessing: Any) -> Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
-    from oodlab.data.sources.image_list import crop_box, resized_size
+    from oodlab.data.imaging import crop_box, resized_size
 
     height, width = image.shape[-2:]
     new_w, new_h = resized_size(int(width), int(height), preprocessing.resize)
@@ -182,7 +182,7 @@ def decode_on_device(
     (N, C, crop, crop) on ``device``; JPEGs are decoded in one batched call."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from oodlab.data.sources.image_list import decode_image
+    from oodlab.data.imaging import decode_image
 
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     out: list[Tensor | None] = [None] * len(items)

@@ -19,7 +19,6 @@ The list format (OpenOOD's ``benchmark_imglist/*.txt``), one image a line:
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -32,19 +31,15 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from oodlab.data.imaging import sample_indices
+from oodlab.data.imaging import crop_box, decode_image, fit_pil, resized_size, sample_indices
 from oodlab.data.preprocessing import Preprocessing
 from oodlab.data.streaming import StreamOptions
 from oodlab.data.types import SplitData
 from oodlab.errors import ConfigError, CorruptDataError, MissingDataError
 
 log = logging.getLogger(__name__)
+__all__ = ["ImageListDataset", "crop_box", "decode_image", "fit_pil", "resized_size"]
 
-_PIL_INTERPOLATION = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-}
 #: how many files of a list are checked to exist before a run starts (evenly spaced)
 CHECKED_FILES = 2000
 JPEG_MAGIC = b"\xff\xd8"
@@ -79,44 +74,6 @@ def read_image_list(path: str | Path) -> list[tuple[str, int]]:
             if entry is not None:
                 entries.append(entry)
     return entries
-
-
-# -- decoding -------------------------------------------------------------------------------
-def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
-    """(width, height) after resizing the shorter side to ``resize``, as torchvision computes
-    it (the longer side truncated, not rounded)."""
-    if width <= height:
-        return resize, int(resize * height / width)
-    return int(resize * width / height), resize
-
-
-def crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
-    """torchvision's CenterCrop box (left, top, right, bottom)."""
-    left, top = round((width - crop) / 2.0), round((height - crop) / 2.0)
-    return left, top, left + crop, top + crop
-
-
-def fit_pil(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
-    """Shorter side to ``resize``, then the centre ``crop``: torchvision's Resize + CenterCrop."""
-    size = resized_size(*image.size, preprocessing.resize)
-    if size != image.size:
-        image = image.resize(size, _PIL_INTERPOLATION[preprocessing.interpolation])
-    return image.crop(crop_box(*image.size, preprocessing.crop))
-
-
-def decode_image(
-    source: str | Path | bytes, preprocessing: Preprocessing, channels: int = 3
-) -> Tensor:
-    """One image file (or its bytes) -> uint8 (C, crop, crop). Raises OSError, ValueError or
-    PIL's UnidentifiedImageError on an unreadable file."""
-    mode = "L" if channels == 1 else "RGB"
-    fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    with Image.open(fp) as image:
-        image = fit_pil(image.convert(mode), preprocessing)
-        array = np.asarray(image, dtype=np.uint8)
-    if channels == 1:
-        array = array[..., None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 class ImageListDataset(Dataset):
@@ -217,6 +174,18 @@ class ImageListDataset(Dataset):
         other.__dict__.update(self.__dict__)
         other.options = options
         return other
+
+    def cache_key(self) -> str:
+        """What tells two sets apart for the evaluation cache: every file's path, size and
+        mtime (a stat per file, no image read), the labels and the preprocessing."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.preprocessing.key()}|{self.channels}\n".encode())
+        for raw in self._files:
+            stat = os.stat(raw)
+            h.update(raw + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        h.update(self.labels.numpy().tobytes())
+        return f"image-list:{h.hexdigest()}"
 
     def eval_batches(self, batch_size: int, indices: range) -> Any:
         """Batches ``indices`` (of ``batch_size`` images) in order, through decoding workers:
