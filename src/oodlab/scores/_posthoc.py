@@ -136,10 +136,15 @@ def compute_device(model: nn.Module | None) -> torch.device:
     return next(model.parameters(), torch.empty(0)).device
 
 
+#: the dtype chunks are computed in, per device type: float64 on the CPU (the reference
+#: precision), float32 on a GPU under :func:`exact_matmul` (its error against float64:
+#: docs/performance.md). benchmarks/feature_scores.py sets the CPU's to float32 to measure it.
+PRECISION: dict[str, torch.dtype] = {"cpu": torch.float64, "cuda": torch.float32}
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
-    """float64 on the CPU (the reference precision); float32 on a GPU, under
-    :func:`exact_matmul` (float32 error against float64: docs/performance.md)."""
-    return torch.float64 if device.type == "cpu" else torch.float32
+    """The dtype of the chunks on ``device`` (:data:`PRECISION`; float32 elsewhere)."""
+    return PRECISION.get(device.type, torch.float32)
 
 
 @contextlib.contextmanager
