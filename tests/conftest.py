@@ -90,12 +90,16 @@ def run_cli(data_dir: Path, tmp_path: Path):
     """Run ``python src/<script> args`` as a user would, from a scratch working directory."""
 
     def _run(
-        script: str, *args: str, timeout: float = 300, cwd: Path | None = None
+        script: str,
+        *args: str,
+        timeout: float = 300,
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, str(REPO / "src" / script), *args],
             cwd=cwd or tmp_path,
-            env=_env(data_dir),
+            env=_env(data_dir) | (extra_env or {}),
             capture_output=True,
             text=True,
             timeout=timeout,

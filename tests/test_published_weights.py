@@ -3,6 +3,7 @@ file is one line naming the URL and where it goes."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -108,3 +109,54 @@ def test_a_bad_preprocessing_names_the_key():
         Preprocessing(resize=64, crop=128)
     with pytest.raises(ConfigError, match="interpolation"):
         Preprocessing(resize=64, crop=64, interpolation="lanczos5")
+
+
+@pytest.mark.slow
+def test_eval_cli_with_published_weights_uses_and_records_their_preprocessing(run_cli, tmp_path):
+    """``arch=torchvision:resnet18 weights=IMAGENET1K_V1`` offline, its file in torch's hub
+    cache (random weights: no network here), on image lists labelled as ImageNet-1k."""
+    import torchvision
+    from test_image_lists import write_jpeg
+
+    hub = tmp_path / "torch"
+    enum = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = hub / "hub" / "checkpoints" / os.path.basename(enum.url)
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
+    root = tmp_path / "imgs"
+    rows: dict[str, list[str]] = {"train": [], "test": [], "ood": []}
+    for i in range(18):
+        label, split = (0, 999)[i % 2], ("train", "train", "test")[i % 3]
+        write_jpeg(root / f"c{label}" / f"{i}.jpg", i, (48, 40))
+        rows[split].append(f"c{label}/{i}.jpg {label}")
+    for i in range(6):
+        write_jpeg(root / "ood" / f"{i}.jpg", 50 + i, (40, 48))
+        rows["ood"].append(f"ood/{i}.jpg")
+    for split, lines in rows.items():
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval"
+    env_args = [f"hydra.run.dir={out}"]
+    proc = run_cli(
+        "eval.py", "arch=torchvision:resnet18", "weights=IMAGENET1K_V1",
+        "data=image_list", f"data.dataset.root={root}", "data.dataset.train=train.txt",
+        "data.dataset.test=test.txt", "data.dataset.val_size=4", "data.num_workers=0",
+        # the data config's own preprocessing, which the weights' replaces
+        "data.dataset.preprocessing.resize=40", "data.dataset.preprocessing.crop=32",
+        "data.eval_batch_size=8", "ood=image_list", f"ood.val.list={root / 'ood.txt'}",
+        f"ood.val.root={root}", "+ood_set@ood.sets.mine=image_list",
+        f"ood.sets.mine.list={root / 'ood.txt'}", f"ood.sets.mine.root={root}",
+        "eval.scores=[msp,energy]", "plots=false", *env_args,
+        extra_env={"TORCH_HOME": str(hub), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((out / "results.json").read_text())["run"]
+    assert run["preprocessing"] == {
+        "resize": 256,
+        "crop": 224,
+        "interpolation": "bilinear",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "source": "torchvision:ResNet18_Weights.IMAGENET1K_V1",
+    }
+    assert run["loading"]["decode"]["used"] == "cpu"
+    assert run["checkpoint"] == "IMAGENET1K_V1" and run["backbone"] == "torchvision:resnet18"

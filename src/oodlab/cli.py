@@ -79,6 +79,8 @@ def guarded(
     a checkpoint; it records ``status: interrupted`` and exits with 128 + the signal number,
     after calling the handler that was there before (a cluster's requeue).
     """
+    from rich.markup import escape
+
     from oodlab.outputs.console import make_console
     from oodlab.run.sweep import write_failure_record
 
@@ -91,8 +93,8 @@ def guarded(
             cfg, "interrupted", f"{stop}. Resume with ckpt_path=last or resume=true.", None
         )
         console.print(
-            f"[bold yellow]interrupted[/]: {stop}. Resume with the same command plus "
-            f"ckpt_path={stop.checkpoint}"
+            f"[bold yellow]interrupted[/]: {escape(str(stop))}. Resume with the same command "
+            f"plus ckpt_path={escape(str(stop.checkpoint))}"
         )
         if callable(stop.previous_handler):
             stop.previous_handler(stop.signum, None)
@@ -102,12 +104,15 @@ def guarded(
         message = str(user_error) if user_error else f"{type(exc).__name__}: {exc}"
         if is_multirun():
             write_failure_record(cfg, "failed", message, traceback.format_exc())
-            console.print(f"[bold red]job failed[/]: {message}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]job failed[/]: {escape(message)}", highlight=False, soft_wrap=True
+            )
             # None, not NaN: the Optuna sweeper then records a failed trial (sweeper_value)
             return None
         if user_error is None:
             raise
-        console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+        # escaped: a message's brackets (pip install 'oodlab[mlflow]') are text, not markup
+        console.print(f"[bold red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     finally:
         if started is not None:

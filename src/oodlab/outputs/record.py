@@ -59,10 +59,13 @@ class RunInfo:
     #: the resize, crop, interpolation, mean and std images were evaluated with, and where they
     #: came from (pretrained weights' own transforms); absent: the data's in-memory tensors
     preprocessing: dict[str, Any] | None = None
+    #: how streamed images were read: decoding workers and decoder (requested, used, why);
+    #: absent: in-memory tensors
+    loading: dict[str, Any] | None = None
     #: keys this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
-    OPTIONAL = ("checkpoint", "processes", "num_classes", "outliers", "preprocessing")
+    OPTIONAL = ("checkpoint", "processes", "num_classes", "outliers", "preprocessing", "loading")
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

@@ -94,7 +94,7 @@ def _evaluate_on(
         fabric.device,
         checkpoint=checkpoint,
         processes=fabric.world_size,
-        preprocessing=used_preprocessing(dm),
+        **image_reading(dm),
     )
     record.logit_norm = history
     choice = record.scores.get(str(cfg.eval.objective_score))
@@ -113,10 +113,13 @@ def _evaluate_on(
     return record.to_json(), objective
 
 
-def used_preprocessing(dm: OODDataModule) -> dict[str, Any] | None:
-    """The preprocessing the data module decoded with (image-list sources), for the record."""
+def image_reading(dm: OODDataModule) -> dict[str, Any]:
+    """How the data module read streamed images, for the record: the preprocessing they were
+    decoded with and the loading (workers, decoder); nothing for in-memory tensors."""
     preprocessing = getattr(dm, "preprocessing", None)
-    return preprocessing.to_json() if preprocessing is not None else None
+    if preprocessing is None:
+        return {}
+    return {"preprocessing": preprocessing.to_json(), "loading": dm.loading()}
 
 
 def check_data_fits(task: Any, dm: OODDataModule) -> None:

@@ -32,6 +32,8 @@ class SweepSummary(Callback):
         self.fail_on_failed_jobs = fail_on_failed_jobs
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rich.markup import escape
+
         from oodlab.outputs.console import make_console
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -51,7 +53,7 @@ class SweepSummary(Callback):
             f"[bold red]{len(failed)} job(s) of the sweep did not finish[/] ({sweep_dir}):", **say
         )
         for job_dir, status, error in failed:
-            console.print(f"  {job_dir.name}: {status}: {error}", **say)
+            console.print(f"  {escape(job_dir.name)}: {status}: {escape(str(error))}", **say)
         console.print(
             "Rerun them into the same directory with resume=true; finished jobs are skipped.",
             highlight=False,

@@ -23,7 +23,7 @@ from oodlab.outputs.record import RESULTS_FILE, RunRecord, empty_history
 from oodlab.outputs.run_files import save_run_files
 from oodlab.run.build import build_callbacks, build_datamodule, build_loggers, build_task
 from oodlab.run.check import check_config
-from oodlab.run.evaluate import evaluate_task, note_validation_source, run_info
+from oodlab.run.evaluate import evaluate_task, image_reading, note_validation_source, run_info
 from oodlab.run.resume import CHECKPOINT_DIR, ResumePlan, plan_resume
 from oodlab.run.runtime import config_dict, plain, run_dir
 
@@ -90,7 +90,13 @@ def train(
         record = evaluate_task(cfg, task.model, task.normalize, task.device, dm)
         note_validation_source(record, dm)
         record.run = run_info(
-            cfg, task, dm.data.name, trainer.current_epoch, time.time() - start, task.device
+            cfg,
+            task,
+            dm.data.name,
+            trainer.current_epoch,
+            time.time() - start,
+            task.device,
+            **image_reading(dm),
         )
         record.logit_norm = monitor.history if monitor else empty_history()
         record.val = {
