@@ -301,8 +301,8 @@ def run_evaluation(
     for name, plan in plans.items():
         val_scores = None
         if val_pair is not None:
-            scored = score_datasets(run, plan.cls, plan.settings, val_pair, train, val)
-            val_scores = [(s["val_id"], s["val_ood"]) for s in scored]
+            per_setting = score_datasets(run, plan.cls, plan.settings, val_pair, train, val)
+            val_scores = [(s["val_id"], s["val_ood"]) for s in per_setting]
         choices[name] = choose(plan, val_scores)
         log.info(
             "score %s: %s (val fpr95 %s)",

@@ -183,6 +183,7 @@ class KNN(Score):
                 for block in chunks(features, device=self.device, dtype=self.dtype)
             ]
         )
+        self.bank_scale: Tensor | None
         if self.device.type == "cpu":
             self.bank, self.bank_scale = features, inverse_norms
         else:
