@@ -160,3 +160,32 @@ def test_eval_cli_with_published_weights_uses_and_records_their_preprocessing(ru
     }
     assert run["loading"]["decode"]["used"] == "cpu"
     assert run["checkpoint"] == "IMAGENET1K_V1" and run["backbone"] == "torchvision:resnet18"
+
+
+@pytest.mark.slow
+def test_the_imagenet200_fine_tuning_experiment_trains_on_a_generated_openood_root(
+    run_cli, tmp_path
+):
+    """experiment=logitnorm_imagenet200 end to end (one step, tiny crops), on OpenOOD's
+    ImageNet-200 layout generated here; random weights instead of the pretrained ones."""
+    from test_image_lists import make_openood_root
+
+    root = make_openood_root(tmp_path / "openood")
+    lists = root / "benchmark_imglist"
+    (lists / "imagenet").rename(lists / "imagenet200")
+    for path in (lists / "imagenet200").glob("*_imagenet.txt"):
+        path.rename(path.with_name(path.name.replace("_imagenet.txt", "_imagenet200.txt")))
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train.py", "experiment=logitnorm_imagenet200", f"data.root={root}",
+        "model.backbone=resnet10t", "model.pretrained=false", "data.num_workers=0",
+        "data.dataset.preprocessing.resize=36", "data.dataset.preprocessing.crop=32",
+        "data.batch_size=4", "data.eval_batch_size=8", "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "logger=none",
+        "plots=false", "eval.scores=[msp,energy]", f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "results.json").read_text())
+    assert record["run"]["loss"] == "logitnorm" and record["run"]["dataset"] == "imagenet200"
+    assert set(record["ood"]["msp"]) >= {"ssb_hard", "ninco", "inaturalist", "textures"}
+    assert record["run"]["preprocessing"]["crop"] == 32
