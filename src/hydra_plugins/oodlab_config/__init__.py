@@ -11,35 +11,37 @@ oodlab checks the names and keys before any data loads (oodlab.evaluation.select
 unknown score lists the registered ones, an unknown key lists the score's keys.
 """
 
+# key() returns a dataclasses.field, as field() does
+# ruff: noqa: RUF009
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.oodlab_config.checks import NAMES, POSITIVE_INT, OneOf, Text, key
+from hydra_plugins.oodlab_config.schemas import GROUP_SCHEMAS, OPEN
 
 
 @dataclass
 class CacheSchema:
-    #: read and write the evaluation cache (oodlab.evaluation.cache)
-    enabled: bool = True
-    #: its directory; null: <paths.cache_dir>/outputs
-    dir: Any = None
-    #: float32 or float16
-    dtype: str = "float32"
-    #: rows written (and flushed) at a time
-    shard_rows: int = 65536
+    enabled: bool = key("read and write the evaluation cache", default=True)
+    dir: Any = key("its directory; null = <paths.cache_dir>/outputs", default=None)
+    dtype: str = key("the stored dtype", OneOf(("float32", "float16")), default="float32")
+    shard_rows: int = key("rows written (and flushed) at a time", POSITIVE_INT, default=65536)
 
 
 @dataclass
 class EvalSchema:
-    #: score names, plus ``default`` for the loss head's own score
-    scores: Any = MISSING
-    #: {score: {key: value}}: fixed hyperparameters, not searched
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: {score: {key: [values]}}: the validation grid, replacing the score's default grid
-    grids: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: the score whose validation FPR95 a sweeper minimises
-    objective_score: Any = MISSING
+    scores: Any = key("score names, plus `default` for the loss head's own score", NAMES)
+    params: dict[str, dict[str, Any]] = key(
+        "{score: {key: value}}: fixed hyperparameters, not searched", default={}
+    )
+    grids: dict[str, dict[str, Any]] = key(
+        "{score: {key: [values]}}: validation grids, replacing the score's default grid",
+        default={},
+    )
+    objective_score: Any = key("the score whose validation FPR95 a sweeper minimises", Text())
     #: the evaluation cache of logits, features and labels
     cache: CacheSchema = field(default_factory=CacheSchema)
 
@@ -52,4 +54,23 @@ def eval_schema() -> DictConfig:
     return node
 
 
-ConfigStore.instance().store(group="eval", name="schema", node=eval_schema(), provider="oodlab")
+def group_schema(schema: type) -> DictConfig:
+    """``schema`` as a config node; open to undeclared keys when it is one of ``OPEN``."""
+    node = OmegaConf.structured(schema)
+    if schema in OPEN:
+        OmegaConf.set_struct(node, False)
+    return node
+
+
+def register() -> None:
+    """Every schema in Hydra's ConfigStore: ``eval/schema``, and ``schema/<name>`` for each of
+    :data:`~hydra_plugins.oodlab_config.schemas.GROUP_SCHEMAS` (a yaml file lists it first in
+    its defaults, e.g. ``- /schema/loss/logitnorm@_here_``)."""
+    store = ConfigStore.instance()
+    store.store(group="eval", name="schema", node=eval_schema(), provider="oodlab")
+    for name, schema in GROUP_SCHEMAS.items():
+        group, _, option = f"schema/{name}".rpartition("/")
+        store.store(group=group, name=option, node=group_schema(schema), provider="oodlab")
+
+
+register()
