@@ -39,13 +39,13 @@ def _fit_pil(image: Image.Image, height: int, width: int, fit: str) -> Image.Ima
     if image.size == (width, height):
         return image
     if fit == "resize":
-        return image.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
     w, h = image.size
     if fit == "resize_crop" or w < width or h < height:
         scale = max(width / w, height / h)
         image = image.resize(
             (max(width, round(w * scale)), max(height, round(h * scale))),
-            Image.BILINEAR,
+            Image.Resampling.BILINEAR,
             reducing_gap=3.0,
         )
         w, h = image.size

@@ -6,6 +6,8 @@ trains, validates and tests on the same images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -71,8 +73,8 @@ def assemble(
     val_from: str = "held_out",
     split_seed: int = 0,
     train_subset: int | float | None = None,
-    mean: tuple[float, ...] | list[float] | None = None,
-    std: tuple[float, ...] | list[float] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> SplitData:
     """SplitData from a train and a test split: val carved from train (unless given), then
     an optional stratified training subset; mean/std computed on the training images if not given.

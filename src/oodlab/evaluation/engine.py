@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -184,7 +184,7 @@ def rerun_scores(
         for images, _ in my_batches(data, run.batch_size):
             inputs = run.normalize(images.to(run.device))
             for values, scores in zip(
-                per_setting, cls.score_inputs_grid(run.net, inputs, run.normalize.std, settings)
+                per_setting, cls.score_inputs_grid(run.net, inputs, input_std(run), settings)
             ):
                 values.append(scores.detach().float())
     return [
@@ -308,7 +308,7 @@ def run_evaluation(
             "score %s: %s (val fpr95 %s)",
             name,
             choices[name].chosen,
-            choices[name].val and choices[name].val["fpr95"],
+            (choices[name].val or {}).get("fpr95"),
         )
 
     degenerate = [f"{name}: {c.degenerate}" for name, c in choices.items() if c.degenerate]
@@ -375,3 +375,8 @@ def run_evaluation(
         outputs=outputs,
         cache=source.record(),
     )
+
+
+def input_std(run: Inference) -> Tensor:
+    """The per-channel std (1, C, 1, 1) of the run's input normalisation (ODIN's step size)."""
+    return cast(Tensor, run.normalize.std)  # a registered buffer

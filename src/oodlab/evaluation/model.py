@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -26,6 +27,11 @@ HEAD_NAMES = ("fc", "classifier", "head")
 
 
 class ScoringModel(nn.Module):
+    #: the wrapped classifier and its last layer: any module, read by duck typing
+    #: (forward_with_features, forward_features/forward_head, a hooked head)
+    model: Any
+    head: Any
+
     """Wraps a classifier; ``forward(x)`` gives logits, ``forward_with_features(x)`` gives
     ``(logits, features)`` with features of shape (N, D), and ``head`` maps features to logits."""
 
@@ -45,7 +51,7 @@ class ScoringModel(nn.Module):
             for name in ("forward_features", "forward_head", "get_classifier")
         ):
             self.kind = "timm"
-            self.head = model.get_classifier()
+            self.head = self.model.get_classifier()
         else:
             self.kind = "hook"
             self.head = find_head(model, head)

@@ -75,7 +75,8 @@ class ReAct(Score):
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
         train = _train_outputs(self, train)
-        self.head: nn.Module = model.head
+        # nn.Module.__getattr__ is typed Tensor | Module; the head is a module
+        self.head: nn.Module = model.head  # type: ignore[assignment]
         self.threshold = chunked_percentile(train.features, self._hparams["percentile"])
 
     def score(self, outputs: Outputs) -> Tensor:

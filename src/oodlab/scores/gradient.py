@@ -120,7 +120,8 @@ class GradNorm(Score):
     chunk_size = 256
 
     def fit(self, train: Outputs | None, model: nn.Module) -> None:
-        self.head: nn.Module = model.head
+        # nn.Module.__getattr__ is typed Tensor | Module; the head is a module
+        self.head: nn.Module = model.head  # type: ignore[assignment]
 
     def score(self, outputs: Outputs) -> Tensor:
         t = self._hparams["temperature"]

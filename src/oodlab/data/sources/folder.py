@@ -43,7 +43,7 @@ def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
         raise ConfigError(
             "data.dataset.image_size", image_size, "an int (or [height, width]) in [4, 1024]"
         )
-    return size  # type: ignore[return-value]
+    return size
 
 
 def resolve_folder(path: str | Path | None, root: str | Path | None, key: str, what: str) -> Path:
@@ -175,14 +175,14 @@ def load_image_folder(
 
     arrays = cached_tensors(cache_root / "folders" / f"{dataset_name}-{key}.pt", build)
 
-    def split(s: str) -> ImageTensors:
+    def split_named(s: str) -> ImageTensors:
         return ImageTensors(arrays[f"{s}_images"], arrays[f"{s}_labels"], tuple(classes))
 
     if presplit:
-        train, test = split("train"), split("test")
-        val = split("val") if "val" in parts else None
+        train, test = split_named("train"), split_named("test")
+        val = split_named("val") if "val" in parts else None
     else:
-        everything = split("all")
+        everything = split_named("all")
         rest, carved = _carve_test(everything, test_size, split_seed)
         train, test, val = everything.subset(rest), everything.subset(carved), None
     return assemble(

@@ -85,7 +85,7 @@ def _random_crops(
         left = int(rng.integers(0, pic.size[0] - size + 1))
         top = int(rng.integers(0, pic.size[1] - size + 1))
         crop = pic.crop((left, top, left + size, top + size))
-        crops.append(crop.resize((width, height), Image.BICUBIC, reducing_gap=2.0))
+        crops.append(crop.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0))
     return ImageTensors.unlabeled(_to_tensor(crops, channels))
 
 
@@ -153,12 +153,14 @@ def font_glyphs(
         font = fonts[rng.integers(len(fonts))]
         canvas = Image.new("L", (96, 96), 0)
         ImageDraw.Draw(canvas).text((16, 4), char, fill=255, font=font)
-        canvas = canvas.rotate(float(rng.uniform(-max_rotation, max_rotation)), Image.BILINEAR)
+        canvas = canvas.rotate(
+            float(rng.uniform(-max_rotation, max_rotation)), Image.Resampling.BILINEAR
+        )
         canvas = canvas.crop(canvas.getbbox())
         scale = box / max(canvas.size)
         glyph = canvas.resize(
             (max(1, round(canvas.size[0] * scale)), max(1, round(canvas.size[1] * scale))),
-            Image.LANCZOS,
+            Image.Resampling.LANCZOS,
         )
         arr = np.asarray(glyph, dtype=np.float64)
         ys, xs = np.indices(arr.shape)

@@ -134,7 +134,7 @@ def _parse_arrays(name: str, root: Path, split: str, download: bool) -> dict[str
                 name,
                 root,
                 download,
-                lambda d, p=p: tvd.MNIST(str(root), train=p == "train", download=d),
+                lambda d, p=p: tvd.MNIST(str(root), train=p == "train", download=d),  # type: ignore[misc]
             )
             for p in parts
         ]
@@ -239,7 +239,7 @@ def torchvision_files(name: str, root: str | Path, split: str, download: bool = 
     if name == "dtd":
         parts = ("train", "val", "test") if split == "all" else (split,)
         sets = [
-            _open(name, folder, download, lambda d, p=p: tvd.DTD(str(folder), split=p, download=d))
+            _open(name, folder, download, lambda d, p=p: tvd.DTD(str(folder), split=p, download=d))  # type: ignore[misc]
             for p in parts
         ]
         return sorted({str(f) for s in sets for f in s._image_files})
