@@ -8,7 +8,7 @@ python src/eval.py ckpt_path=... eval.scores=[msp,energy,odin,knn] \
 import hydra
 from omegaconf import DictConfig
 
-from oodlab.cli import eval_main
+from oodlab.cli import eval_main, run_hydra
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
@@ -17,4 +17,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # a config error raised while Hydra composes: one line and exit status 1 (oodlab.cli)
+    run_hydra(main)

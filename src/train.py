@@ -7,7 +7,7 @@ python src/train.py -m loss=ce,logitnorm seed=0,1
 import hydra
 from omegaconf import DictConfig
 
-from oodlab.cli import train_main
+from oodlab.cli import run_hydra, train_main
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -16,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # a config error raised while Hydra composes: one line and exit status 1 (oodlab.cli)
+    run_hydra(main)

@@ -13,9 +13,11 @@ A run, top to bottom: process-wide settings (:mod:`oodlab.run.process`) -> the r
 from __future__ import annotations
 
 import math
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,24 +32,71 @@ if TYPE_CHECKING:
 
 
 def train_main(cfg: DictConfig) -> float | None:
-    process.configure(cfg)
-    with process.long_lived_imports():
-        from oodlab.run.resume import plan_resume
+    with job_errors():
+        process.configure(cfg)
+        with process.long_lived_imports():
+            from oodlab.run.resume import plan_resume
 
-        plan = plan_resume(cfg)
-        started = start_wandb(cfg, plan)
-        from oodlab.run.train import train  # torch, Lightning, timm: while W&B starts
+            plan = plan_resume(cfg)
+            started = start_wandb(cfg, plan)
+            from oodlab.run.train import train  # torch, Lightning, timm: while W&B starts
 
-    return guarded(lambda: train(cfg, plan, started), cfg, started)
+        return guarded(lambda: train(cfg, plan, started), cfg, started)
 
 
 def eval_main(cfg: DictConfig) -> float | None:
-    process.configure(cfg)
-    with process.long_lived_imports():
-        started = start_wandb(cfg, None)
-        from oodlab.run.evaluate import evaluate_checkpoint
+    with job_errors():
+        process.configure(cfg)
+        with process.long_lived_imports():
+            started = start_wandb(cfg, None)
+            from oodlab.run.evaluate import evaluate_checkpoint
 
-    return guarded(lambda: evaluate_checkpoint(cfg, started), cfg, started)
+        return guarded(lambda: evaluate_checkpoint(cfg, started), cfg, started)
+
+
+@contextmanager
+def job_errors() -> Iterator[None]:
+    """Marks an exception that escapes a job, so that :func:`run_hydra` reports it as Hydra
+    does (a traceback: it is no config error of the command line) instead of translating it."""
+    try:
+        yield
+    except BaseException as exc:
+        exc._oodlab_job = True  # type: ignore[attr-defined]
+        raise
+
+
+def run_hydra(main: Callable[[], Any]) -> None:
+    """Call the ``@hydra.main`` function ``main`` with Hydra's error reporting wrapped: a
+    config error raised while Hydra composes (a wrong type, a key not in the config, an unknown
+    option, an override that does not parse) is one line on stderr and exit status 1, never a
+    traceback. ``HYDRA_FULL_ERROR=1`` keeps Hydra's full traceback; errors of the job itself
+    are reported as before (:func:`guarded` turns user errors into one line)."""
+    import hydra._internal.utils as hydra_utils
+
+    from oodlab.config import config_error_line
+
+    original = hydra_utils.run_and_report
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        def translated() -> Any:
+            try:
+                return func()
+            except Exception as exc:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1" or getattr(exc, "_oodlab_job", False):
+                    raise
+                line = config_error_line(exc)
+                if line is None:
+                    raise
+                sys.stderr.write(f"error: {line}\n")
+                sys.exit(1)
+
+        return original(translated)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        main()
+    finally:
+        hydra_utils.run_and_report = original
 
 
 def start_wandb(cfg: DictConfig, plan: ResumePlan | None) -> WandbStart | None:

@@ -19,7 +19,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.oodlab_config.checks import NAMES, POSITIVE_INT, OneOf, Text, key
+from hydra_plugins.oodlab_config.checks import POSITIVE_INT, ListOf, OneOf, Text, key
 from hydra_plugins.oodlab_config.schemas import GROUP_SCHEMAS, OPEN
 
 
@@ -33,7 +33,10 @@ class CacheSchema:
 
 @dataclass
 class EvalSchema:
-    scores: Any = key("score names, plus `default` for the loss head's own score", NAMES)
+    scores: Any = key(
+        "score names, plus `default` for the loss head's own score",
+        ListOf(Text(), nonempty=True, what="score names"),
+    )
     params: dict[str, dict[str, Any]] = key(
         "{score: {key: value}}: fixed hyperparameters, not searched", default={}
     )
