@@ -93,3 +93,43 @@ def test_ddp_training_and_evaluation_equal_a_single_process(
     two = json.loads((ddp_dir / "results.json").read_text())
     assert two["run"]["processes"] == 2
     assert_same_metrics(two, single)
+
+
+@pytest.mark.slow
+def test_ddp_evaluation_of_streamed_image_lists_equals_a_single_process(run_cli, tmp_path):
+    """Image lists stream from JPEG files; each process reads its own block of batches, and the
+    gathered metrics equal one process's."""
+    import timm
+    import torch
+    from test_image_lists import write_jpeg
+
+    root = tmp_path / "imgs"
+    rows: dict[str, list[str]] = {"train": [], "test": [], "ood": []}
+    for i in range(30):
+        label, split = i % 2, ("train", "train", "test")[i % 3]
+        write_jpeg(root / f"c{label}" / f"{i}.jpg", i, (40, 36))
+        rows[split].append(f"c{label}/{i}.jpg {label}")
+    for i in range(11):
+        write_jpeg(root / "ood" / f"{i}.jpg", 70 + i, (36, 40))
+        rows["ood"].append(f"ood/{i}.jpg")
+    for split, lines in rows.items():
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    torch.save(timm.create_model("resnet10t", num_classes=2).state_dict(), tmp_path / "w.pth")
+    common = [
+        "arch=resnet10t", f"weights={tmp_path / 'w.pth'}", "data=image_list",
+        f"data.dataset.root={root}", "data.dataset.train=train.txt", "data.dataset.test=test.txt",
+        "data.dataset.val_size=4", "data.num_workers=0", "data.dataset.preprocessing.resize=36",
+        "data.dataset.preprocessing.crop=32", "data.eval_batch_size=3", "ood=image_list",
+        f"ood.val.list={root / 'ood.txt'}", f"ood.val.root={root}",
+        "+ood_set@ood.sets.mine=image_list", f"ood.sets.mine.list={root / 'ood.txt'}",
+        f"ood.sets.mine.root={root}", "eval.scores=[msp,energy,knn]", "eval.grids.knn.k=[1,3]",
+        "eval.cache.enabled=false", "plots=false",
+    ]  # fmt: skip
+    results = {}
+    for name, extra in (("one", ["trainer.accelerator=cpu"]), ("two", TWO_PROCESSES)):
+        out = tmp_path / name
+        proc = run_cli("eval.py", *common, *extra, f"hydra.run.dir={out}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads((out / "results.json").read_text())
+    assert results["two"]["run"]["processes"] == 2
+    assert_same_metrics(results["two"], results["one"])
