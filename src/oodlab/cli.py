@@ -20,25 +20,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from oodlab.errors import RunInterrupted, find_user_error
 from oodlab.run import process
-from oodlab.run.runtime import is_multirun, sweep_group
+from oodlab.run.runtime import is_multirun
 
 if TYPE_CHECKING:
     from oodlab.outputs.wandb_run import WandbStart
-    from oodlab.run.resume import ResumePlan
 
 
 def train_main(cfg: DictConfig) -> float | None:
     with job_errors():
         process.configure(cfg)
         with process.long_lived_imports():
+            from oodlab.outputs.wandb_run import start_early
             from oodlab.run.resume import plan_resume
 
             plan = plan_resume(cfg)
-            started = start_wandb(cfg, plan)
+            started = start_early(cfg, plan)
             from oodlab.run.train import train  # torch, Lightning, timm: while W&B starts
 
         return guarded(lambda: train(cfg, plan, started), cfg, started)
@@ -48,7 +48,9 @@ def eval_main(cfg: DictConfig) -> float | None:
     with job_errors():
         process.configure(cfg)
         with process.long_lived_imports():
-            started = start_wandb(cfg, None)
+            from oodlab.outputs.wandb_run import start_early
+
+            started = start_early(cfg, None)
             from oodlab.run.evaluate import evaluate_checkpoint
 
         return guarded(lambda: evaluate_checkpoint(cfg, started), cfg, started)
@@ -97,22 +99,6 @@ def run_hydra(main: Callable[[], Any]) -> None:
         main()
     finally:
         hydra_utils.run_and_report = original
-
-
-def start_wandb(cfg: DictConfig, plan: ResumePlan | None) -> WandbStart | None:
-    """W&B's run, started in a thread, when the run has a W&B logger and will not be skipped."""
-    settings = (cfg.get("logger") or {}).get("wandb")
-    if settings is None or (plan is not None and plan.skip):
-        return None
-    # wandb.init imports W&B's public API, whose pydantic models call inspect.getmodule over
-    # every loaded module: 2 s once torch, timm and Lightning are loaded, 0.2 s before
-    import wandb.apis.public  # noqa: F401
-
-    from oodlab.outputs.wandb_run import WandbStart, init_kwargs
-
-    resume_id = plan.wandb_id if plan is not None else None
-    plain = OmegaConf.to_container(settings, resolve=True)
-    return WandbStart.begin(init_kwargs(plain, sweep_group(), resume_id))  # type: ignore[arg-type]
 
 
 def guarded(

@@ -19,9 +19,14 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from oodlab._infra.instantiate import instantiate
+
+if TYPE_CHECKING:
+    from oodlab.run.resume import ResumePlan
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,26 @@ class WandbStart:
         run = self.take()
         if run is not None:
             run.finish(exit_code=1)
+
+
+def start_early(cfg: DictConfig, plan: ResumePlan | None) -> WandbStart | None:
+    """The run's W&B run, started in a thread while the libraries import, when the run has a
+    W&B logger and the resume plan does not skip it (a resumed run continues its W&B run)."""
+    settings = (cfg.get("logger") or {}).get("wandb")
+    if settings is None or (plan is not None and plan.skip):
+        return None
+    # wandb.init imports W&B's public API, whose pydantic models call inspect.getmodule over
+    # every loaded module: 2 s once torch, timm and Lightning are loaded, 0.2 s before
+    import wandb.apis.public  # noqa: F401
+
+    from oodlab.run.runtime import sweep_group
+
+    resume_id = plan.wandb_id if plan is not None else None
+    plain = OmegaConf.to_container(settings, resolve=True)
+    assert isinstance(plain, dict)
+    return WandbStart.begin(
+        init_kwargs({str(k): v for k, v in plain.items()}, sweep_group(), resume_id)
+    )
 
 
 def build_logger(
