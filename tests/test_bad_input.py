@@ -15,7 +15,8 @@ def test_unknown_loss_lists_choices(run_cli):
     proc = run_cli("train.py", "loss=logitnrom")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert "Available options" in proc.stderr
+    assert "loss='logitnrom' is not allowed: loss must be one of" in proc.stderr
+    assert "Did you mean logitnorm" in proc.stderr
     for name in ("ce", "logitnorm", "isomax", "dismax"):
         assert name in proc.stderr
 
