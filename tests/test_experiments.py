@@ -129,6 +129,7 @@ def test_every_downloaded_set_fails_clearly_offline(tmp_path: Path, no_network, 
     node = OmegaConf.create(
         {"paths": paths, "set": OmegaConf.load(CONF / "ood_set" / f"{set_name}.yaml")}
     )
+    node.set.pop("defaults")  # its schema (a Hydra defaults list), not a builder argument
     builder = instantiate(node.set, _convert_="all")
     with pytest.raises(MissingDataError) as err:
         builder(shape=(3, 32, 32))

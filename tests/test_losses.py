@@ -387,9 +387,17 @@ def test_bf16_autocast_matches_fp32(name):
 # ----------------------------------------------------------------------------------------
 
 
+def loss_config(name: str) -> dict:
+    """conf/loss/<name>.yaml's keys, without its defaults list (the schema it names)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    assert isinstance(cfg, dict)
+    cfg.pop("defaults", None)
+    return cfg
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_builds_its_registered_head(name):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    cfg = loss_config(name)
     assert cfg["name"] == name
     head = build_loss_head(cfg, in_features=8, num_classes=3)
     assert type(head) is LOSSES[name]
@@ -410,7 +418,7 @@ def test_config_trains_one_step(name):
     from oodlab.task import OODClassificationTask
 
     torch.manual_seed(0)
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    cfg = loss_config(name)
     task = OODClassificationTask(
         backbone="small_cnn",
         backbone_kwargs={"widths": [4, 8]},
@@ -472,7 +480,7 @@ def test_defaults():
 def test_bad_tau_raises_config_error(tau):
     with pytest.raises(ConfigError, match=r"loss\.tau"):
         LogitNormHead(8, 3, tau=tau)
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "logitnorm.yaml"))
+    cfg = loss_config("logitnorm")
     cfg["tau"] = tau
     with pytest.raises(ConfigError) as info:
         build_loss_head(cfg, in_features=8, num_classes=3)
