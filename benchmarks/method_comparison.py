@@ -87,9 +87,10 @@ def metric(record: dict[str, Any], score: str, row: str, key: str) -> float | No
 
 
 def own_score(record: dict[str, Any]) -> str:
-    """The head's own score: the ``default`` entry of eval.scores, resolved by the run."""
-    scores = [s for s in (record.get("ood") or {}) if s not in ("msp", "energy")]
-    return scores[0] if scores else "msp"
+    """The head's own score, what ``default`` in eval.scores stood for: its default_score."""
+    from oodlab.losses import LOSSES
+
+    return LOSSES[record["run"]["loss"]].default_score
 
 
 def loss_table(runs: list[dict[str, Any]]) -> str:
