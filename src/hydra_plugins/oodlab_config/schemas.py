@@ -505,17 +505,20 @@ class T2fnormLoss:
     eval_scale: bool = _hp("evaluate on W f / tau + b")
 
 
+LEARNING_RATE = Range(0, low_open=True, what="a learning rate")
+
+
 @dataclass
 class AdamW:
     _target_: str = key(TARGET)
-    lr: float = key("the learning rate", POSITIVE)
+    lr: float = key("the learning rate", LEARNING_RATE)
     weight_decay: float = key("the weight decay", NON_NEGATIVE)
 
 
 @dataclass
 class Sgd:
     _target_: str = key(TARGET)
-    lr: float = key("the learning rate", POSITIVE)
+    lr: float = key("the learning rate", LEARNING_RATE)
     momentum: float = key("the momentum", NON_NEGATIVE)
     weight_decay: float = key("the weight decay", NON_NEGATIVE)
     nesterov: bool = key("Nesterov momentum")
