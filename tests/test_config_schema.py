@@ -94,6 +94,13 @@ def leaves(node: DictConfig, path: str = "", root: bool = True) -> Iterator[tupl
                     if isinstance(grand, DictConfig) and schema_of(grand) is not None:
                         yield from leaves(grand, f"{full}.{sub}.", root=False)
                 continue
+            entries = {str(sub): child._get_node(str(sub)) for sub in child}
+            if entries and all(
+                isinstance(e, DictConfig) and schema_of(e) is not None for e in entries.values()
+            ):  # a plain mapping of typed entries (callbacks: entries may be removed)
+                for sub, entry in entries.items():
+                    yield from leaves(entry, f"{full}.{sub}.", root=False)  # type: ignore[arg-type]
+                continue
             if schema is None:
                 yield from leaves(child, f"{full}.", root=False)
                 continue
@@ -318,3 +325,13 @@ def test_entry_points_print_one_line(run_cli, tmp_path, script, args, expected) 
     written = [p for p in logs.rglob("*") if p.is_file()] if logs.exists() else []
     # at most the run directory's Hydra record and log: no checkpoint, results or data
     assert all(".hydra" in p.parts or p.suffix == ".log" for p in written), written
+
+
+def test_a_callback_can_still_be_removed_and_is_still_typed(composer: Any) -> None:
+    """``~callbacks.progress_bar`` (the benchmarks' and docs' command lines) removes it; the
+    entries that stay keep their types."""
+    cfg = composer("train", ["~callbacks.progress_bar"])
+    assert "progress_bar" not in cfg.callbacks and "ood_monitor" in cfg.callbacks
+    with pytest.raises(Exception) as info:
+        composer("train", ["callbacks.progress_bar.refresh_per_second=abc"])
+    assert "callbacks.progress_bar.refresh_per_second" in config_error_line(info.value)

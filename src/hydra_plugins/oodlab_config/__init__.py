@@ -13,14 +13,14 @@ unknown score lists the registered ones, an unknown key lists the score's keys.
 
 # key() returns a dataclasses.field, as field() does
 # ruff: noqa: RUF009
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.oodlab_config.checks import POSITIVE_INT, ListOf, OneOf, Text, key
-from hydra_plugins.oodlab_config.schemas import GROUP_SCHEMAS, OPEN
+from hydra_plugins.oodlab_config.schemas import GROUP_SCHEMAS, OPEN, Callbacks
 
 
 @dataclass
@@ -57,8 +57,19 @@ def eval_schema() -> DictConfig:
     return node
 
 
+#: groups whose entries a user removes (``~callbacks.progress_bar``): their node is a plain
+#: mapping of typed entries, because OmegaConf refuses to delete a field of a structured node
+REMOVABLE_ENTRIES: tuple[type, ...] = (Callbacks,)
+
+
 def group_schema(schema: type) -> DictConfig:
     """``schema`` as a config node; open to undeclared keys when it is one of ``OPEN``."""
+    if schema in REMOVABLE_ENTRIES:
+        # every field of these schemas has a default_factory: the entry's own schema
+        entries = {f.name: f.default_factory for f in fields(schema)}
+        return OmegaConf.create(
+            {name: OmegaConf.structured(make()) for name, make in entries.items() if callable(make)}
+        )
     node = OmegaConf.structured(schema)
     if schema in OPEN:
         OmegaConf.set_struct(node, False)
