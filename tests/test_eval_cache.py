@@ -160,6 +160,25 @@ def test_changed_weights_normalisation_or_preprocessing_miss_the_cache(tmp_path)
     assert record.cache["sets"] == {"id_test": "hit", "noise": "miss", "other": "hit"}
 
 
+def test_a_head_setting_that_changes_its_logits_misses_the_cache(tmp_path):
+    """Equal weights, another forward: T2FNorm's eval_scale changes head(features) and no
+    weight, so the cache must not hand back the other setting's logits."""
+    from oodlab.losses.t2fnorm import T2FNormHead
+    from oodlab.models import OODClassifier
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 12), nn.ReLU())
+    backbone.num_features = 12  # type: ignore[assignment]
+    raw = OODClassifier(backbone, T2FNormHead(12, 4)).eval()
+    scaled = OODClassifier(backbone, T2FNormHead(12, 4, eval_scale=True)).eval()
+    scaled.head.load_state_dict(raw.head.state_dict())
+    first = run_api(raw, cache=tmp_path, scores=["msp"])
+    second = run_api(scaled, cache=tmp_path, scores=["msp"])
+    assert set(second.cache["sets"].values()) == {"miss"}
+    assert first.ood["msp"]["noise"]["auroc"] != second.ood["msp"]["noise"]["auroc"]
+    assert set(run_api(scaled, cache=tmp_path, scores=["msp"]).cache["sets"].values()) == {"hit"}
+
+
 def test_a_crash_while_writing_leaves_no_readable_entry(tmp_path, monkeypatch):
     model = tiny_net()
     settings = CacheSettings(tmp_path, shard_rows=5)

@@ -136,9 +136,18 @@ def tensor_hash(t: Tensor) -> str:
 
 
 def module_hash(module: nn.Module) -> str:
-    """A hash of a module's class, its state dict and its buffers (persistent or not)."""
+    """A hash of a module's class, its state dict, its buffers (persistent or not) and the
+    configuration of every submodule that shapes its forward without being a weight: each
+    one's ``extra_repr`` and a loss head's ``hparams()`` (T2FNorm's ``eval_scale`` changes
+    ``head(features)`` and no weight; equal weights alone must not hit the cache)."""
     h = _digest()
     h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    for name, sub in module.named_modules():
+        h.update(f"module:{name}:{type(sub).__module__}.{type(sub).__qualname__}".encode())
+        h.update(sub.extra_repr().encode())
+        hparams = getattr(type(sub), "hparams", None)
+        if callable(hparams) and not isinstance(hparams, property):
+            h.update(repr(sorted(sub.hparams().items())).encode())
     for name, value in module.state_dict().items():
         h.update(name.encode())
         if isinstance(value, Tensor):
