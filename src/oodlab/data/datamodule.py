@@ -178,8 +178,18 @@ class OODDataModule(L.LightningDataModule):
         if not isinstance(cfg, (DictConfig, dict)):
             return cfg
         if self.preprocessing_override is not None and "preprocessing" in cfg:
-            # an image-list source: the weights' preprocessing replaces the config's block
-            return instantiate(cfg, preprocessing=self.preprocessing_override)
+            # an image-list source: the weights' preprocessing replaces the config's block. It
+            # is handed to the builder as it is, not merged into the config, whose schema types
+            # the block (and has no `source`, where the preprocessing came from)
+            settings = (
+                OmegaConf.to_container(cfg, resolve=True)
+                if isinstance(cfg, DictConfig)
+                else dict(cfg)
+            )
+            assert isinstance(settings, dict)
+            settings.pop("preprocessing")
+            build = instantiate(settings, _partial_=True)
+            return build(preprocessing=self.preprocessing_override)
         return instantiate(cfg)
 
     def loading(self) -> dict[str, Any]:
