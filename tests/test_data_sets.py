@@ -348,3 +348,29 @@ def test_fit_and_channel_helpers():
     assert picked.tolist() == sample_indices(100, 5, 3).tolist() and len(set(picked)) == 5
     with pytest.raises(ConfigError, match="n"):
         sample_indices(10, 0, 0)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_openood_outlier_set_reads_its_list_from_the_same_archives(
+    tmp_path: Path, no_network, wrapped
+):
+    """outliers=openood_tin597: train_tin597.txt over tin597.zip, read as the OOD sets are."""
+    from oodlab.data.outliers import openood_outliers
+
+    base = tmp_path / "openood"
+    base.mkdir(parents=True)
+    with zipfile.ZipFile(base / "benchmark_imglist.zip", "w") as zf:
+        zf.writestr(
+            "benchmark_imglist/cifar10/train_tin597.txt",
+            "".join(f"tin597/train/{i}.png\n" for i in range(6)),
+        )
+    with zipfile.ZipFile(base / "tin597.zip", "w") as zf:
+        for i in range(6):
+            buffer = __import__("io").BytesIO()
+            Image.fromarray(np.full((40, 40, 3), 10 * i, dtype=np.uint8)).save(buffer, "PNG")
+            zf.writestr(f"{'tin597/' if wrapped else ''}train/{i}.png", buffer.getvalue())
+    outliers = openood_outliers(shape=(3, 32, 32), root=str(tmp_path), n=4, seed=0)
+    assert outliers.images.shape == (4, 3, 32, 32) and (outliers.labels == -1).all()
+    assert set(outliers.images[:, 0, 0, 0].tolist()) <= {0, 10, 20, 30, 40, 50}
+    with pytest.raises(MissingDataError, match=r"train_imagenet800|imagenet_1k"):
+        openood_outliers(shape=(3, 32, 32), benchmark="imagenet200", root=str(tmp_path))

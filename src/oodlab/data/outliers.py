@@ -51,7 +51,7 @@ from PIL import Image
 from torch import Tensor
 
 from oodlab.data.types import ImageTensors
-from oodlab.errors import ConfigError, MissingDataError
+from oodlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,8 @@ def openood_outliers(
 ) -> ImageTensors:
     """OpenOOD v1.5's auxiliary (OE) set of ``benchmark``: ``train_tin597.txt`` for cifar10
     and cifar100, ``train_imagenet800.txt`` for imagenet200."""
-    from oodlab.data.downloads import Archive, ensure_extracted
+    from oodlab.data.downloads import Archive
+    from oodlab.data.sources.archives import openood_list_files
 
     lists = {"cifar10": "tin597", "cifar100": "tin597", "imagenet200": "imagenet_1k"}
     if benchmark not in lists:
@@ -257,29 +258,18 @@ def openood_outliers(
         f"{folder_kind}/{images_name}.zip in {base}, or install gdown "
         "(pip install 'oodlab[openood]') to let oodlab fetch them."
     )
-    imglist = Archive(
-        "OpenOOD benchmark_imglist",
-        "benchmark_imglist.zip",
-        gdrive_id="1lI1j0_fDDvjIt9JlWAw09X8ks-yrR_H1",
-    )
-    lists_dir = ensure_extracted(imglist, base, download, how, into="imglist")
-    if (lists_dir / "benchmark_imglist").is_dir():
-        lists_dir = lists_dir / "benchmark_imglist"
     archive = Archive(f"OpenOOD {images_name}", f"{images_name}.zip", gdrive_id=gdrive_id)
-    images = ensure_extracted(archive, base, download, how, into=f"images_{images_name}")
-    list_path = lists_dir / benchmark / list_file
-    if not list_path.is_file():
-        raise MissingDataError("OpenOOD image list", str(list_path), how)
-    entries = [ln.split()[0] for ln in list_path.read_text().splitlines() if ln.strip()]
-    chosen = [entries[i] for i in _sample(len(entries), n, seed)]
-    paths = []
-    for entry in chosen:
-        rel = Path(entry)
-        candidates = [images / rel, images / rel.relative_to(rel.parts[0])]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise MissingDataError(f"OpenOOD {images_name}", str(candidates[0]), how)
-        paths.append(str(path))
+    paths = openood_list_files(
+        base,
+        f"{benchmark}/{list_file}",
+        archive,
+        images_name,
+        n=n,
+        seed=seed,
+        download=download,
+        how=how,
+        key="outliers.set.n",
+    )
     return ImageTensors.unlabeled(_decode(paths, shape, fit, num_threads))
 
 

@@ -149,12 +149,41 @@ def openood_ood_set(
         f"benchmark_imglist.zip and images_classic/{name}.zip in {base}, or install gdown "
         "(pip install 'oodlab[openood]') to let oodlab fetch them."
     )
+    paths = openood_list_files(
+        base,
+        f"{benchmark}/test_{name}.txt",
+        OPENOOD_IMAGES[name],
+        name,
+        n=n,
+        seed=seed,
+        download=download,
+        how=how,
+        key="ood.sets.<name>.n",
+    )
+    return ImageTensors.unlabeled(decode_files(paths, shape, fit, num_threads))
+
+
+def openood_list_files(
+    base: Path,
+    list_file: str,
+    images_archive: Archive,
+    name: str,
+    *,
+    n: int | None,
+    seed: int,
+    download: bool,
+    how: str,
+    key: str,
+) -> list[str]:
+    """The image files an OpenOOD list (``benchmark_imglist/<list_file>``) names, a fixed
+    random ``n`` of them, with both archives extracted under ``base`` (fetched when missing):
+    the OOD test sets and the outlier-exposure sets read their images this way."""
     lists = _inner(
         ensure_extracted(OPENOOD_IMGLIST, base, download, how, into="imglist"), "benchmark_imglist"
     )
-    images = ensure_extracted(OPENOOD_IMAGES[name], base, download, how, into=f"images_{name}")
-    entries = _read_imglist(lists / benchmark / f"test_{name}.txt")
-    chosen = [entries[i] for i in sample_indices(len(entries), n, seed, "ood.sets.<name>.n")]
+    images = ensure_extracted(images_archive, base, download, how, into=f"images_{name}")
+    entries = _read_imglist(lists / list_file)
+    chosen = [entries[i] for i in sample_indices(len(entries), n, seed, key)]
     prefix = _entry_root(images, chosen[0], name, how) if chosen else images
     paths = []
     for entry in chosen:
@@ -166,7 +195,7 @@ def openood_ood_set(
                 f"The image list names it but the archive lacks it. {how}",
             )
         paths.append(str(path))
-    return ImageTensors.unlabeled(decode_files(paths, shape, fit, num_threads))
+    return paths
 
 
 def _inner(folder: Path, name: str) -> Path:
