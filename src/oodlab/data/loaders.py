@@ -31,6 +31,15 @@ class _EpochCounter:
         self.epoch = int(epoch)
 
 
+def epoch_order(n: int, seed: int, epoch: int, world_size: int = 1, rank: int = 0) -> Tensor:
+    """One process's sample indices of ``n`` for ``epoch``: a seeded shuffle, then every
+    ``world_size``-th index (as DistributedSampler does), the tail dropped so every process has
+    as many. In-memory and streamed training both draw this order."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=generator)
+    return perm[rank : (n // world_size) * world_size : world_size]
+
+
 class TrainBatches:
     """Shuffled training batches of ``data``; with several processes each takes every
     ``world_size``-th sample of the shuffled order (as DistributedSampler does), dropping the
@@ -64,9 +73,7 @@ class TrainBatches:
 
     def order(self, epoch: int) -> Tensor:
         """This process's sample indices for ``epoch``."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.labels.shape[0], generator=generator)
-        return perm[self.rank : self.per_rank * self.world_size : self.world_size]
+        return epoch_order(self.labels.shape[0], self.seed, epoch, self.world_size, self.rank)
 
     def __iter__(self) -> Iterator[Batch]:
         order = self.order(self.sampler.epoch).to(self.images.device)

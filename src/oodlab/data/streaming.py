@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from oodlab._infra.distributed import batch_shard
+from oodlab.data.loaders import epoch_order
 from oodlab.errors import ConfigError, CorruptDataError
 
 log = logging.getLogger(__name__)
@@ -361,9 +362,7 @@ class EpochOrder(Sampler[int]):
         self.epoch = int(epoch)
 
     def indices(self, epoch: int) -> Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.n, generator=generator)
-        return perm[self.rank : self.per_rank * self.world_size : self.world_size]
+        return epoch_order(self.n, self.seed, epoch, self.world_size, self.rank)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices(self.epoch)[self.skip * self.batch_size :].tolist())
